@@ -1,1 +1,4 @@
+from ._remadom import REMADOM
+from ._validation import RemadomSetupError
 
+__all__ = ["REMADOM", "RemadomSetupError"]

@@ -1,1 +1,3 @@
+from ._module import RemadomModule
 
+__all__ = ["RemadomModule"]

@@ -1,1 +1,19 @@
+"""Building blocks: PoE fusion, likelihood heads, encoder/decoder networks, alignment losses."""
 
+from .alignment import batch_mmd, mmd
+from .likelihoods import LIKELIHOODS, LikelihoodHead
+from .networks import ConditionalDecoder, EncoderInput, GaussianExpertEncoder
+from .poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
+
+__all__ = [
+    "LIKELIHOODS",
+    "ConditionalDecoder",
+    "EncoderInput",
+    "GaussianExpertEncoder",
+    "LikelihoodHead",
+    "batch_mmd",
+    "kl_between_gaussians",
+    "kl_to_standard_normal",
+    "mmd",
+    "product_of_experts",
+]

@@ -1,1 +1,3 @@
+from ._plan import RemadomTrainingPlan
 
+__all__ = ["RemadomTrainingPlan"]

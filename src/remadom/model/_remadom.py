@@ -1,0 +1,603 @@
+"""The user-facing REMADOM model."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import weakref
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from scvi.utils import setup_anndata_dsp
+
+from .. import _compat
+from ..module import RemadomModule
+from ..train import RemadomTrainingPlan
+from ._mudata import mudata_to_mosaic_anndata
+from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
+from ._validation import (
+    RemadomSetupError,
+    check_categorical_key,
+    check_masks,
+    check_modality_matrix,
+    get_modality_matrix,
+    read_mask,
+)
+
+logger = logging.getLogger(__name__)
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+_MUDATA_SETUP_UNS_KEY = "_remadom_mudata_setup"
+_SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "extra_modalities", "mask_keys", "likelihoods")
+
+
+def _is_mudata(obj) -> bool:
+    return hasattr(obj, "mod") and not isinstance(obj, AnnData)
+
+
+class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """Mosaic multi-omic integration with a Product-of-Experts VAE.
+
+    Each modality (RNA, ATAC, ADT, or generic counts) has its own encoder producing a
+    Gaussian expert; the experts of the modalities a cell actually has are fused with a
+    standard-normal prior expert (PoE). Decoders with proper likelihoods, conditioned
+    on batch and covariates, reconstruct the observed modalities only (masked ELBO).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`, or MuData registered with
+        :meth:`setup_mudata`.
+    n_latent
+        Latent dimension.
+    n_hidden
+        Width of hidden layers.
+    n_layers
+        Number of hidden layers of each encoder and decoder.
+    dropout_rate
+        Encoder dropout.
+    likelihoods
+        Per-modality likelihood, e.g. ``{"rna": "zinb", "adt": "gaussian"}``. Defaults:
+        RNA ``nb``, ATAC ``bernoulli``, ADT ``nbmixture``, counts ``nb``.
+    modality_weights
+        Per-modality weight of the reconstruction term (default 1).
+    modality_dropout
+        Probability of hiding each observed modality from the encoder on cells with
+        several, during training (see :class:`~remadom.module.RemadomModule`).
+    consistency_weight
+        Weight of the unimodal-to-joint posterior consistency term.
+    dispersion
+        ``"gene"``, ``"gene-batch"`` or ``"gene-cell"`` for count likelihoods.
+
+    Examples
+    --------
+    >>> remadom.REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", batch_key="batch")
+    >>> model = remadom.REMADOM(adata)
+    >>> model.train(max_epochs=50)
+    >>> adata.obsm["X_remadom"] = model.get_latent_representation()
+    """
+
+    _module_cls = RemadomModule
+    _training_plan_cls = RemadomTrainingPlan
+    _mudata_views: dict = {}
+
+    def __init__(
+        self,
+        adata,
+        n_latent: int = 20,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout_rate: float = 0.1,
+        likelihoods: dict[str, str] | None = None,
+        modality_weights: dict[str, float] | None = None,
+        modality_dropout: float = 0.3,
+        consistency_weight: float = 1.0,
+        dispersion: str = "gene",
+    ):
+        user_data = adata
+        if _is_mudata(adata):
+            adata = self._mudata_view(adata)
+        super().__init__(adata)
+        self.mudata_setup_ = adata.uns.get(_MUDATA_SETUP_UNS_KEY)
+        registered = self._registered_specs(adata)
+        self.specs = apply_likelihoods(registered, likelihoods)
+        for old, new in zip(registered, self.specs):
+            if new.likelihood != old.likelihood:
+                check_modality_matrix(adata, new, get_modality_matrix(adata, new))
+        self.feature_names_ = {s.name: feature_names(adata, s) for s in self.specs}
+        cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
+        modalities = [{**s.to_dict(), "n_features": len(self.feature_names_[s.name])} for s in self.specs]
+        self.module = self._module_cls(
+            modalities=modalities,
+            n_batch=self.summary_stats.n_batch,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            n_cats_per_cov=list(getattr(cat_state, "n_cats_per_key", []) or []),
+            n_continuous_cov=self.summary_stats.get("n_extra_continuous_covs", 0),
+            modality_weights=modality_weights,
+            modality_dropout=modality_dropout,
+            consistency_weight=consistency_weight,
+            dispersion=dispersion,
+            modality_stats=modality_statistics(adata, self.specs),
+        )
+        self._model_summary_string = (
+            f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "
+            f"n_hidden {n_hidden}, n_layers {n_layers}, n_batch {self.summary_stats.n_batch}"
+        )
+        del user_data
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        rna_layer: str | None = None,
+        atac_obsm_key: str | None = None,
+        adt_obsm_key: str | None = None,
+        *,
+        use_rna: bool = True,
+        extra_modalities: dict[str, dict] | None = None,
+        mask_keys: dict[str, str] | None = None,
+        likelihoods: dict[str, str] | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        **kwargs,
+    ):
+        """Register an AnnData holding one or more modalities.
+
+        A modality is missing for a cell only where its mask column says so (default
+        ``obs["has_<modality>"]``; without that column every cell has the modality).
+        All-zero rows are data, never "missing".
+
+        Like every scvi-tools model, setup stores its registry in ``adata.uns`` and adds
+        integer-code columns ``_scvi_batch`` / ``_scvi_labels`` to ``adata.obs``; the
+        data matrices are not modified.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        rna_layer
+            Layer with raw RNA counts; ``None`` uses ``adata.X``.
+        atac_obsm_key
+            ``obsm`` key of the cells x peaks ATAC matrix (dense or scipy sparse).
+        adt_obsm_key
+            ``obsm`` key of the cells x proteins ADT counts (array or DataFrame; a
+            DataFrame's columns, or ``uns["adt_names"]``, name the proteins).
+        use_rna
+            Set to ``False`` when the AnnData has no RNA.
+        extra_modalities
+            More modalities, ``{name: {"obsm_key": ..., "kind": "counts", "likelihood": "nb"}}``.
+        mask_keys
+            ``{modality: obs column}`` of boolean availability masks.
+        likelihoods
+            ``{modality: likelihood}``, checked against the data here (e.g.
+            ``{"adt": "gaussian"}`` for non-integer ADT). The model's ``likelihoods``
+            argument can still override it.
+        %(param_batch_key)s
+        %(param_labels_key)s
+        %(param_cat_cov_keys)s
+        %(param_cont_cov_keys)s
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        specs = build_specs(adata, rna_layer, atac_obsm_key, adt_obsm_key, use_rna, extra_modalities, mask_keys,
+                            likelihoods)
+        for spec in specs:
+            check_modality_matrix(adata, spec, get_modality_matrix(adata, spec))
+        check_masks({s.name: read_mask(adata, s) for s in specs}, adata.obs_names)
+        check_categorical_key(adata, batch_key, "batch_key")
+        check_categorical_key(adata, labels_key, "labels_key")
+        for key in categorical_covariate_keys or []:
+            check_categorical_key(adata, key, "categorical covariate")
+        for key in continuous_covariate_keys or []:
+            check_categorical_key(adata, key, "continuous covariate")
+        fields = registry_fields(
+            adata, specs, batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
+        )
+        adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata,
+        modalities: dict[str, str] | None = None,
+        *,
+        rna_layer: str | None = None,
+        layers: dict[str, str | None] | None = None,
+        kinds: dict[str, str] | None = None,
+        mask_keys: dict[str, str] | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
+        drop_cells_without_modalities: bool = False,
+    ):
+        """Register an unpadded mosaic MuData, without modifying it.
+
+        A cell absent from ``mdata.mod[key]`` has that modality missing. REMADOM builds
+        its own padded, sparse AnnData view (kept with the model; ``model.adata``) whose
+        rows are ``mdata.obs_names``; the MuData's ``mod``, ``obs`` and matrices are left
+        exactly as they were.
+
+        Parameters
+        ----------
+        mdata
+            MuData with raw counts in each modality.
+        modalities
+            Model modality name -> ``mdata.mod`` key. Default: those of ``rna``, ``atac``,
+            ``adt`` present in ``mdata.mod``.
+        rna_layer
+            Layer of the RNA modality with raw counts (``None``: ``X``).
+        layers
+            Layer per modality (overrides ``rna_layer``).
+        kinds
+            Kind per modality for names other than rna/atac/adt (default ``counts``).
+        mask_keys
+            Optional boolean ``mdata.obs`` columns further restricting availability.
+        batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
+            Columns of ``mdata.obs``.
+        drop_cells_without_modalities
+            Leave out cells that are in none of the modalities instead of failing.
+        """
+        mudata_setup = {k: v for k, v in locals().items() if k not in ("cls", "mdata")}
+        view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
+        cls.setup_anndata(
+            view, **setup_kwargs, batch_key=batch_key, labels_key=labels_key,
+            categorical_covariate_keys=categorical_covariate_keys,
+            continuous_covariate_keys=continuous_covariate_keys,
+        )
+        cls._remember_view(mdata, view)
+
+    @classmethod
+    def _build_mudata_view(cls, mdata, mudata_setup: dict) -> tuple[AnnData, dict]:
+        modalities = mudata_setup.get("modalities") or {
+            k: k for k in ("rna", "atac", "adt") if k in mdata.mod
+        }
+        if not modalities:
+            raise RemadomSetupError(
+                f"No modality to set up: mdata.mod has {list(mdata.mod.keys())}. Pass "
+                "modalities={'rna': '<mod key>', ...}."
+            )
+        kinds = {n: (mudata_setup.get("kinds") or {}).get(n, n if n in ("rna", "atac", "adt") else "counts")
+                 for n in modalities}
+        layers = {n: (mudata_setup.get("layers") or {}).get(n) for n in modalities}
+        if "rna" in modalities and "rna" not in (mudata_setup.get("layers") or {}):
+            layers["rna"] = mudata_setup.get("rna_layer")
+        obs_keys = [mudata_setup.get("batch_key"), mudata_setup.get("labels_key"),
+                    *(mudata_setup.get("categorical_covariate_keys") or []),
+                    *(mudata_setup.get("continuous_covariate_keys") or [])]
+        for key in obs_keys:
+            if key is not None and key not in mdata.obs:
+                raise RemadomSetupError(f"{key!r} is not a column of mdata.obs (available: "
+                                        f"{list(mdata.obs.columns)[:20]}).")
+        view, setup_kwargs = mudata_to_mosaic_anndata(
+            mdata, modalities, kinds, layers, obs_keys, mudata_setup.get("mask_keys"),
+            mudata_setup.get("drop_cells_without_modalities", False),
+        )
+        view.uns[_MUDATA_SETUP_UNS_KEY] = {**mudata_setup, "modalities": modalities}
+        return view, setup_kwargs
+
+    @classmethod
+    def _remember_view(cls, mdata, view: AnnData) -> None:
+        key = id(mdata)
+        cls._mudata_views[key] = (weakref.ref(mdata), view)
+        weakref.finalize(mdata, cls._mudata_views.pop, key, None)
+
+    @classmethod
+    def _mudata_view(cls, mdata, mudata_setup: dict | None = None) -> AnnData:
+        entry = cls._mudata_views.get(id(mdata))
+        if entry is not None and entry[0]() is mdata:
+            return entry[1]
+        if mudata_setup is None:
+            raise RemadomSetupError(
+                "This MuData has not been set up. Call REMADOM.setup_mudata(mdata, ...) first."
+            )
+        view, _ = cls._build_mudata_view(mdata, mudata_setup)
+        cls._remember_view(mdata, view)
+        return view
+
+    def _validate_anndata(self, adata=None, copy_if_view: bool = True):
+        if adata is not None and _is_mudata(adata):
+            adata = self._mudata_view(adata, self.mudata_setup_)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
+    def _registered_specs(self, adata):
+        args = self.adata_manager.registry[_compat._SETUP_ARGS_KEY]
+        return build_specs(adata, **{k: args.get(k) for k in _SETUP_KEYS}, use_rna=args.get("use_rna", True))
+
+    @property
+    def modality_names(self) -> list[str]:
+        """Names of the model's modalities, in model order."""
+        return [s.name for s in self.specs]
+
+    def _check_modalities(self, names: Sequence[str] | None, what: str) -> None:
+        if names is None:
+            return
+        if isinstance(names, str):
+            raise TypeError(f"{what} must be a list of modality names, e.g. [{names!r}].")
+        unknown = set(names) - set(self.modality_names)
+        if unknown:
+            raise ValueError(f"{what} names unknown modalities {sorted(unknown)}; "
+                             f"the model has {self.modality_names}.")
+
+    # ------------------------------------------------------------------ train
+    def train(
+        self,
+        max_epochs: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-6,
+        batch_size: int = 256,
+        train_size: float | None = 0.9,
+        validation_size: float | None = None,
+        kl_weight: float = 1.0,
+        kl_warmup_epochs: int | None = None,
+        modality_weights: dict | None = None,
+        alignment_weight: float = 0.0,
+        early_stopping: bool = False,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        precision: str | int | None = None,
+        load_sparse_tensor: bool | None = None,
+        datasplitter_kwargs: dict | None = None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train the model with the masked ELBO.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes through the data. Default: scvi-tools' heuristic, capped at 200.
+        lr, weight_decay
+            Adam optimizer settings.
+        batch_size
+            Minibatch size.
+        train_size, validation_size
+            Train/validation split (see :class:`scvi.dataloaders.DataSplitter`).
+        kl_weight
+            Target KL weight (beta).
+        kl_warmup_epochs
+            Epochs over which beta rises linearly from 0 to ``kl_weight``. Default: a
+            quarter of ``max_epochs`` (at most 50).
+        modality_weights
+            ``{modality: weight}`` or ``epoch -> {modality: weight}`` schedule.
+        alignment_weight
+            Weight of the optional latent MMD between batches (0 = off).
+        early_stopping
+            Stop when the validation ELBO stops improving (Lightning kwargs such as
+            ``early_stopping_patience`` go in ``**trainer_kwargs``).
+        accelerator, devices, precision
+            Lightning settings; ``precision="bf16-mixed"`` or ``"16-mixed"`` enables AMP
+            (the likelihoods are still computed in float32).
+        load_sparse_tensor
+            Load sparse modalities (ATAC) as sparse tensors, densified on the device.
+            Default: on whenever a registered modality is sparse.
+        datasplitter_kwargs, plan_kwargs, **trainer_kwargs
+            Passed to scvi-tools' DataSplitter, :class:`~remadom.train.RemadomTrainingPlan`
+            and :class:`scvi.train.Trainer`.
+        """
+        if max_epochs is None:
+            max_epochs = min(200, int(np.ceil(min(400, 20_000 / max(self.adata.n_obs, 1) * 400))))
+        if kl_warmup_epochs is None:
+            kl_warmup_epochs = min(50, max(1, max_epochs // 4))
+        if load_sparse_tensor is None:
+            load_sparse_tensor = self._has_sparse_modality()
+        plan = {
+            "lr": lr, "weight_decay": weight_decay, "max_kl_weight": kl_weight,
+            "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
+            "alignment_weight": alignment_weight, **(plan_kwargs or {}),
+        }
+        if precision is not None:
+            trainer_kwargs["precision"] = precision
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        return super().train(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices, train_size=train_size,
+            validation_size=validation_size, batch_size=batch_size, early_stopping=early_stopping,
+            load_sparse_tensor=load_sparse_tensor, datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan, **trainer_kwargs,
+        )
+
+    def _has_sparse_modality(self) -> bool:
+        return any(sp.issparse(get_modality_matrix(self.adata, s)) for s in self.specs)
+
+    def _loader(self, adata, indices, batch_size):
+        return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size,
+                                      load_sparse_tensor=self._has_sparse_modality())
+
+    # ---------------------------------------------------------------- outputs
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata=None,
+        indices: Sequence[int] | None = None,
+        modalities: Sequence[str] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Fused posterior of each cell.
+
+        Parameters
+        ----------
+        adata
+            AnnData/MuData set up like the training data (default: the training data).
+        indices
+            Cells to use (default: all).
+        modalities
+            Embed from this subset of modalities only. A cell that has none of them
+            gets the prior (a zero vector).
+        give_mean
+            Posterior mean (default) or one sample.
+        batch_size
+            Minibatch size for inference.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_latent)``.
+        """
+        self._check_if_trained(warn=False)
+        self._check_modalities(modalities, "modalities")
+        adata = self._validate_anndata(adata)
+        self.module.eval()
+        out = []
+        for tensors in self._loader(adata, indices, batch_size):
+            inf = self.module.inference(**self.module._get_inference_input(tensors), use_modalities=modalities)
+            out.append((inf["qz_m"] if give_mean else inf["z"]).float().cpu())
+        return torch.cat(out).numpy()
+
+    def _valid_decode_batches(self, target: str) -> np.ndarray:
+        """Batch codes in which ``target`` was observed in the training data."""
+        spec = next(s for s in self.specs if s.name == target)
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+        observed = read_mask(self.adata, spec)
+        return np.unique(codes[observed])
+
+    @torch.inference_mode()
+    def impute(
+        self,
+        target: str,
+        from_modalities: Sequence[str] | None = None,
+        adata=None,
+        indices: Sequence[int] | None = None,
+        n_samples: int = 1,
+        library_size: float = 1e4,
+        batch_size: int | None = None,
+        return_numpy: bool = True,
+    ):
+        """Predict modality ``target`` for each cell from (a subset of) its modalities.
+
+        Decoding uses the cell's own batch when ``target`` was measured in that batch,
+        and otherwise averages over the batches in which it was measured.
+
+        Parameters
+        ----------
+        target
+            Modality to predict.
+        from_modalities
+            Modalities to encode from (default: every modality the cell has).
+        adata, indices, batch_size
+            Cells to predict, as in :meth:`get_latent_representation`.
+        n_samples
+            1: decode the posterior mean. More: average the prediction over posterior
+            samples.
+        library_size
+            RNA/count modalities are returned as expected counts at this library size.
+        return_numpy
+            Return an array, or an AnnData with the feature names.
+
+        Returns
+        -------
+        ``(n_cells, n_features)``: RNA/counts expected counts at ``library_size``, ATAC
+        accessibility probabilities, ADT foreground expected counts (``nbmixture``) or CLR
+        means (``gaussian``).
+        """
+        self._check_if_trained(warn=False)
+        self._check_modalities([target], "target")
+        self._check_modalities(from_modalities, "from_modalities")
+        adata_view = self._validate_anndata(adata)
+        self.module.eval()
+        head = self.module.heads[target]
+        scales = hasattr(head, "dispersion") or head.__class__.__name__ == "PoissonHead"
+        valid = torch.as_tensor(self._valid_decode_batches(target))
+        out = []
+        for tensors in self._loader(adata_view, indices, batch_size):
+            inf = self.module.inference(**self.module._get_inference_input(tensors),
+                                        use_modalities=from_modalities)
+            gen_in = self.module._get_generative_input(tensors, inf)
+            batch_index = gen_in["batch_index"]
+            own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(inf["qz_m"].device)
+            acc = 0.0
+            for s in range(n_samples):
+                z = inf["qz_m"] if n_samples == 1 else inf["qz"].sample()
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
+            pred = acc / n_samples
+            if scales:
+                pred = pred * library_size
+            out.append(pred.float().cpu())
+        values = torch.cat(out).numpy()
+        if return_numpy:
+            return values
+        obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
+        return AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+
+    def _decode_expected(self, target, z, gen_in, own_ok, valid):
+        def decode(batch_index):
+            gen = self.module.generative(
+                z, gen_in["library"], batch_index, gen_in["cat_covs"], gen_in["cont_covs"],
+                target_modalities=[target],
+            )
+            return self.module.heads[target].expected(gen["params"][target])
+
+        pred = decode(gen_in["batch_index"])
+        if not bool(own_ok.all()):
+            bad = ~own_ok
+            avg = 0.0
+            for code in valid.tolist():
+                avg = avg + decode(torch.full_like(gen_in["batch_index"], code))[bad]
+            pred[bad] = avg / len(valid)
+        return pred
+
+    def get_normalized_expression(self, adata=None, indices=None, library_size: float = 1e4,
+                                  from_modalities=None, n_samples: int = 1, batch_size=None,
+                                  return_numpy: bool = True):
+        """RNA expression at ``library_size``; shorthand for ``impute("rna", ...)``."""
+        return self.impute("rna", from_modalities=from_modalities, adata=adata, indices=indices,
+                           n_samples=n_samples, library_size=library_size, batch_size=batch_size,
+                           return_numpy=return_numpy)
+
+    @torch.inference_mode()
+    def get_reconstruction_error(self, adata=None, indices=None, batch_size=None, **kwargs) -> dict:
+        """Mean negative log-likelihood per modality, over the cells that have it."""
+        adata = self._validate_anndata(adata)
+        self.module.eval()
+        totals = dict.fromkeys(self.modality_names, 0.0)
+        counts = dict.fromkeys(self.modality_names, 0.0)
+        for tensors in self._loader(adata, indices, batch_size):
+            _, _, loss = self.module(tensors)
+            observed = self.module.observed_masks(*self.module._get_inference_input(tensors).values())
+            for i, m in enumerate(self.modality_names):
+                totals[m] += float(loss.reconstruction_loss[m].sum())
+                counts[m] += float(observed[i].sum())
+        return {f"reconstruction_loss_{m}": totals[m] / max(counts[m], 1.0) for m in self.modality_names}
+
+    # ------------------------------------------------------------------- load
+    @classmethod
+    def load(cls, dir_path: str, adata=None, **kwargs):
+        """Load a saved model; ``adata`` may be the AnnData or MuData it was trained on.
+
+        Raises
+        ------
+        ValueError
+            If the features of a modality differ from those the model was trained on.
+        """
+        attr_dict, _, _, _ = _compat._load_saved_files(dir_path, load_adata=False,
+                                                        prefix=kwargs.get("prefix"), map_location="cpu")
+        if adata is not None and _is_mudata(adata):
+            adata = cls._mudata_view(adata, attr_dict.get("mudata_setup_"))
+        if adata is not None and "feature_names_" in attr_dict:
+            registry = attr_dict["registry_"]
+            args = registry[_compat._SETUP_ARGS_KEY]
+            specs = build_specs(adata, **{k: args.get(k) for k in _SETUP_KEYS}, use_rna=args.get("use_rna", True))
+            for spec in specs:
+                saved = np.asarray(attr_dict["feature_names_"].get(spec.name, []))
+                found = feature_names(adata, spec)
+                if len(saved) != len(found) or not np.array_equal(saved, found):
+                    raise ValueError(
+                        f"The {spec.name!r} features of this data ({len(found)}) do not match the "
+                        f"{len(saved)} the model was trained on. Subset/reorder the data to the "
+                        f"model's features: model.feature_names_[{spec.name!r}]."
+                    )
+        return super().load(dir_path, adata=adata, **kwargs)

@@ -1,0 +1,139 @@
+"""Per-modality encoder and decoder networks, built on :class:`scvi.nn.FCLayers`."""
+
+from __future__ import annotations
+
+import torch
+from scvi.nn import FCLayers
+from torch import nn
+
+from .likelihoods import clr
+
+
+def to_dense(x: torch.Tensor) -> torch.Tensor:
+    """Densify a sparse minibatch on its device (ATAC arrives sparse from the loader)."""
+    if x.layout != torch.strided:
+        x = x.to_dense()
+    return x.float()
+
+
+class EncoderInput(nn.Module):
+    """Turns raw modality values into encoder input.
+
+    Parameters
+    ----------
+    transform
+        ``"log1p"``: ``log1p(x)``; ``"binary"``: ``x > 0``; ``"tfidf"``: binarize, divide
+        by the cell's number of open features, multiply by the inverse document
+        frequency ``idf`` and ``log1p`` (scaled by 1e4); ``"clr"``: centred log-ratio.
+    idf
+        Inverse document frequency per feature (``tfidf`` only).
+    """
+
+    def __init__(self, transform: str, idf: torch.Tensor | None = None):
+        super().__init__()
+        if transform not in ("log1p", "binary", "tfidf", "clr"):
+            raise ValueError(f"Unknown encoder input transform {transform!r}.")
+        self.transform = transform
+        if transform == "tfidf":
+            if idf is None:
+                raise ValueError("transform='tfidf' needs an `idf` vector.")
+            self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the transform to dense ``x``."""
+        if self.transform == "log1p":
+            return torch.log1p(x)
+        if self.transform == "clr":
+            return clr(x)
+        binary = (x > 0).to(x.dtype)
+        if self.transform == "binary":
+            return binary
+        tf = binary / binary.sum(-1, keepdim=True).clamp(min=1.0)
+        return torch.log1p(tf * self.idf * 1e4)
+
+
+class GaussianExpertEncoder(nn.Module):
+    """Encoder of one modality: returns the mean and log-variance of its Gaussian expert.
+
+    Parameters
+    ----------
+    n_input
+        Number of features.
+    n_latent
+        Latent dimension.
+    transform
+        Encoder input transform, see :class:`EncoderInput`.
+    n_cat_list, n_cont
+        Covariates to inject (empty by default: batch is removed by the decoders).
+    n_hidden, n_layers, dropout_rate
+        Network shape.
+    idf
+        Passed to :class:`EncoderInput`.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_latent: int,
+        transform: str,
+        n_cat_list=None,
+        n_cont: int = 0,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout_rate: float = 0.1,
+        idf: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.input = EncoderInput(transform, idf)
+        self.body = FCLayers(
+            n_in=n_input,
+            n_out=n_hidden,
+            n_cat_list=n_cat_list,
+            n_cont=n_cont,
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+            use_batch_norm=False,
+            use_layer_norm=True,
+        )
+        self.mean = nn.Linear(n_hidden, n_latent)
+        self.logvar = nn.Linear(n_hidden, n_latent)
+
+    def forward(self, x: torch.Tensor, *cat_list, cont=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(mean, logvar)`` for raw values ``x``."""
+        h = self.body(self.input(x), *cat_list, cont=cont)
+        return self.mean(h), self.logvar(h)
+
+
+class ConditionalDecoder(nn.Module):
+    """Decoder trunk of one modality, conditioned on batch and covariates.
+
+    The likelihood head (see :mod:`remadom.nn.likelihoods`) sits on top.
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        n_cat_list=None,
+        n_cont: int = 0,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout_rate: float = 0.0,
+    ):
+        super().__init__()
+        self.body = FCLayers(
+            n_in=n_latent,
+            n_out=n_hidden,
+            n_cat_list=n_cat_list,
+            n_cont=n_cont,
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+            use_batch_norm=False,
+            use_layer_norm=True,
+            inject_covariates=True,
+        )
+
+    def forward(self, z: torch.Tensor, *cat_list, cont=None) -> torch.Tensor:
+        """Hidden state for latent ``z``."""
+        return self.body(z, *cat_list, cont=cont)

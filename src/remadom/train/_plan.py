@@ -1,0 +1,65 @@
+"""Training plan: KL warm-up, modality-weight schedules and alignment-loss hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from scvi.train import TrainingPlan
+
+#: A modality-weight schedule: ``epoch -> {modality: weight}``.
+WeightSchedule = Callable[[int], dict]
+
+
+class RemadomTrainingPlan(TrainingPlan):
+    """:class:`scvi.train.TrainingPlan` with REMADOM's schedules.
+
+    The KL weight (beta) rises linearly from ``min_kl_weight`` to ``max_kl_weight``
+    over ``n_epochs_kl_warmup`` epochs (or ``n_steps_kl_warmup`` steps), as in
+    scvi-tools, and is logged per epoch as ``kl_weight``.
+
+    Parameters
+    ----------
+    module
+        A :class:`~remadom.module.RemadomModule`.
+    modality_weights
+        Fixed ``{modality: weight}``, or a callable ``epoch -> {modality: weight}``
+        for a schedule. Overrides the module's weights.
+    alignment_weight
+        Weight of the latent MMD between batches (0 = off). Useful when batches are
+        strongly confounded with biology-free technical shifts that the conditional
+        decoders do not remove; it can erase real differences, so keep it small.
+    **kwargs
+        Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``weight_decay``,
+        ``n_epochs_kl_warmup``, ``max_kl_weight``, ``reduce_lr_on_plateau``...).
+    """
+
+    def __init__(
+        self,
+        module,
+        *,
+        modality_weights: dict | WeightSchedule | None = None,
+        alignment_weight: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(module, **kwargs)
+        self.modality_weight_schedule = modality_weights
+        self.alignment_weight = alignment_weight
+        self.loss_kwargs.update({"alignment_weight": alignment_weight})
+
+    def _current_modality_weights(self) -> dict | None:
+        schedule = self.modality_weight_schedule
+        if schedule is None:
+            return None
+        return schedule(self.current_epoch) if callable(schedule) else dict(schedule)
+
+    def training_step(self, batch, batch_idx):
+        """Update schedules, then run the standard scvi-tools step."""
+        self.loss_kwargs.update({"modality_weights": self._current_modality_weights()})
+        loss = super().training_step(batch, batch_idx)
+        self.log("kl_weight_epoch", self.kl_weight, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        """Validation ELBO with the same weights as training."""
+        self.loss_kwargs.update({"modality_weights": self._current_modality_weights()})
+        return super().validation_step(batch, batch_idx)

@@ -1,0 +1,92 @@
+"""Each likelihood head's NLL against torch.distributions / scipy on random inputs."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from remadom.nn.likelihoods import LIKELIHOODS, clr
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1)
+
+
+def _setup(name, rng, n=6, g=5, h=4, n_batch=2, **kw):
+    torch.manual_seed(0)
+    head = LIKELIHOODS[name](h, g, n_batch, **kw)
+    hidden = torch.randn(n, h)
+    batch = torch.tensor(rng.integers(0, n_batch, size=(n, 1)))
+    library = torch.tensor(rng.integers(50, 500, size=n), dtype=torch.float32)
+    x = torch.tensor(rng.poisson(3.0, size=(n, g)), dtype=torch.float32)
+    return head, head(hidden, batch, library), x, library
+
+
+def _nb_logpmf(x, mu, theta):
+    # scipy parametrization: n = theta, p = theta / (theta + mu)
+    return stats.nbinom.logpmf(x, theta, theta / (theta + mu))
+
+
+def test_nb_matches_scipy(rng):
+    head, p, x, library = _setup("nb", rng)
+    mu, theta = p["mu"].detach().numpy(), p["theta"].detach().numpy()
+    ref = -_nb_logpmf(x.numpy(), mu, theta).sum(-1)
+    np.testing.assert_allclose(head.nll(x, p).detach().numpy(), ref, rtol=1e-4)
+    # scaled by the observed library size
+    np.testing.assert_allclose(mu.sum(-1), library.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dispersion", ["gene-batch", "gene-cell"])
+def test_nb_dispersion_options(rng, dispersion):
+    head, p, x, _ = _setup("nb", rng, dispersion=dispersion)
+    assert p["theta"].shape == x.shape and torch.isfinite(head.nll(x, p)).all()
+
+
+def test_zinb_matches_manual_mixture(rng):
+    head, p, x, _ = _setup("zinb", rng)
+    mu, theta = p["mu"].detach().numpy(), p["theta"].detach().numpy()
+    pi = 1 / (1 + np.exp(-p["zi_logits"].detach().numpy()))
+    nb = np.exp(_nb_logpmf(x.numpy(), mu, theta))
+    lik = np.where(x.numpy() == 0, pi + (1 - pi) * nb, (1 - pi) * nb)
+    np.testing.assert_allclose(head.nll(x, p).detach().numpy(), -np.log(lik).sum(-1), rtol=1e-4)
+
+
+def test_poisson_matches_torch(rng):
+    head, p, x, _ = _setup("poisson", rng)
+    ref = -torch.distributions.Poisson(p["mu"] + 1e-8).log_prob(x).sum(-1)
+    torch.testing.assert_close(head.nll(x, p), ref)
+
+
+def test_bernoulli_matches_torch(rng):
+    head, p, x, _ = _setup("bernoulli", rng)
+    prob = torch.exp(p["log_p"])
+    ref = -torch.distributions.Bernoulli(probs=prob).log_prob((x > 0).float()).sum(-1)
+    torch.testing.assert_close(head.nll(x, p), ref, rtol=1e-4, atol=1e-4)
+    assert torch.all(head.expected(p) <= 1) and torch.all(head.expected(p) >= 0)
+
+
+def test_nb_mixture_matches_manual(rng):
+    head, p, x, _ = _setup("nbmixture", rng)
+    back, fore = p["rate_back"].detach().numpy(), p["rate_fore"].detach().numpy()
+    theta = p["theta"].detach().numpy()
+    w = 1 / (1 + np.exp(-p["mixing_logits"].detach().numpy()))  # P(background)
+    xs = x.numpy()
+    lik = w * np.exp(_nb_logpmf(xs, back, theta)) + (1 - w) * np.exp(_nb_logpmf(xs, fore, theta))
+    np.testing.assert_allclose(head.nll(x, p).detach().numpy(), -np.log(lik).sum(-1), rtol=1e-4)
+    assert torch.all(p["rate_fore"] >= p["rate_back"])
+
+
+def test_gaussian_on_clr_matches_torch(rng):
+    head, p, x, _ = _setup("gaussian", rng)
+    ref = -torch.distributions.Normal(p["mean"], torch.exp(0.5 * p["log_var"])).log_prob(clr(x)).sum(-1)
+    torch.testing.assert_close(head.nll(x, p), ref)
+    torch.testing.assert_close(clr(x).mean(-1), torch.zeros(x.shape[0]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_nll_is_float32_under_bf16_inputs(rng, name):
+    head, p, x, _ = _setup(name, rng)
+    p16 = {k: v.to(torch.bfloat16) for k, v in p.items()}
+    out = head.nll(x, p16)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
