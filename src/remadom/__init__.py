@@ -2,13 +2,22 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import nn
-from .model import REMADOM, RemadomSetupError
+from . import data, datasets, nn
 from .modalities import MODALITY_KINDS, ModalitySpec
+from .model import REMADOM, RemadomSetupError
 
 try:
     __version__ = version("remadom")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = ["REMADOM", "RemadomSetupError", "MODALITY_KINDS", "ModalitySpec", "nn", "__version__"]
+__all__ = [
+    "REMADOM",
+    "RemadomSetupError",
+    "MODALITY_KINDS",
+    "ModalitySpec",
+    "data",
+    "datasets",
+    "nn",
+    "__version__",
+]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,10 +19,9 @@ from scvi.utils import setup_anndata_dsp
 from .. import _compat
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan
-from ._mudata import mudata_to_mosaic_anndata
+from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
 from ._validation import (
-    RemadomSetupError,
     check_categorical_key,
     check_masks,
     check_modality_matrix,
@@ -34,15 +32,10 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
-_MUDATA_SETUP_UNS_KEY = "_remadom_mudata_setup"
 _SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "extra_modalities", "mask_keys", "likelihoods")
 
 
-def _is_mudata(obj) -> bool:
-    return hasattr(obj, "mod") and not isinstance(obj, AnnData)
-
-
-class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Mosaic multi-omic integration with a Product-of-Experts VAE.
 
     Each modality (RNA, ATAC, ADT, or generic counts) has its own encoder producing a
@@ -86,7 +79,6 @@ class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     _module_cls = RemadomModule
     _training_plan_cls = RemadomTrainingPlan
-    _mudata_views: dict = {}
 
     def __init__(
         self,
@@ -102,10 +94,10 @@ class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         dispersion: str = "gene",
     ):
         user_data = adata
-        if _is_mudata(adata):
+        if is_mudata(adata):
             adata = self._mudata_view(adata)
         super().__init__(adata)
-        self.mudata_setup_ = adata.uns.get(_MUDATA_SETUP_UNS_KEY)
+        self.mudata_setup_ = adata.uns.get(MUDATA_SETUP_UNS_KEY)
         registered = self._registered_specs(adata)
         self.specs = apply_likelihoods(registered, likelihoods)
         for old, new in zip(registered, self.specs):
@@ -209,111 +201,6 @@ class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
-
-    @classmethod
-    def setup_mudata(
-        cls,
-        mdata,
-        modalities: dict[str, str] | None = None,
-        *,
-        rna_layer: str | None = None,
-        layers: dict[str, str | None] | None = None,
-        kinds: dict[str, str] | None = None,
-        mask_keys: dict[str, str] | None = None,
-        batch_key: str | None = None,
-        labels_key: str | None = None,
-        categorical_covariate_keys: list[str] | None = None,
-        continuous_covariate_keys: list[str] | None = None,
-        drop_cells_without_modalities: bool = False,
-    ):
-        """Register an unpadded mosaic MuData, without modifying it.
-
-        A cell absent from ``mdata.mod[key]`` has that modality missing. REMADOM builds
-        its own padded, sparse AnnData view (kept with the model; ``model.adata``) whose
-        rows are ``mdata.obs_names``; the MuData's ``mod``, ``obs`` and matrices are left
-        exactly as they were.
-
-        Parameters
-        ----------
-        mdata
-            MuData with raw counts in each modality.
-        modalities
-            Model modality name -> ``mdata.mod`` key. Default: those of ``rna``, ``atac``,
-            ``adt`` present in ``mdata.mod``.
-        rna_layer
-            Layer of the RNA modality with raw counts (``None``: ``X``).
-        layers
-            Layer per modality (overrides ``rna_layer``).
-        kinds
-            Kind per modality for names other than rna/atac/adt (default ``counts``).
-        mask_keys
-            Optional boolean ``mdata.obs`` columns further restricting availability.
-        batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
-            Columns of ``mdata.obs``.
-        drop_cells_without_modalities
-            Leave out cells that are in none of the modalities instead of failing.
-        """
-        mudata_setup = {k: v for k, v in locals().items() if k not in ("cls", "mdata")}
-        view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
-        cls.setup_anndata(
-            view, **setup_kwargs, batch_key=batch_key, labels_key=labels_key,
-            categorical_covariate_keys=categorical_covariate_keys,
-            continuous_covariate_keys=continuous_covariate_keys,
-        )
-        cls._remember_view(mdata, view)
-
-    @classmethod
-    def _build_mudata_view(cls, mdata, mudata_setup: dict) -> tuple[AnnData, dict]:
-        modalities = mudata_setup.get("modalities") or {
-            k: k for k in ("rna", "atac", "adt") if k in mdata.mod
-        }
-        if not modalities:
-            raise RemadomSetupError(
-                f"No modality to set up: mdata.mod has {list(mdata.mod.keys())}. Pass "
-                "modalities={'rna': '<mod key>', ...}."
-            )
-        kinds = {n: (mudata_setup.get("kinds") or {}).get(n, n if n in ("rna", "atac", "adt") else "counts")
-                 for n in modalities}
-        layers = {n: (mudata_setup.get("layers") or {}).get(n) for n in modalities}
-        if "rna" in modalities and "rna" not in (mudata_setup.get("layers") or {}):
-            layers["rna"] = mudata_setup.get("rna_layer")
-        obs_keys = [mudata_setup.get("batch_key"), mudata_setup.get("labels_key"),
-                    *(mudata_setup.get("categorical_covariate_keys") or []),
-                    *(mudata_setup.get("continuous_covariate_keys") or [])]
-        for key in obs_keys:
-            if key is not None and key not in mdata.obs:
-                raise RemadomSetupError(f"{key!r} is not a column of mdata.obs (available: "
-                                        f"{list(mdata.obs.columns)[:20]}).")
-        view, setup_kwargs = mudata_to_mosaic_anndata(
-            mdata, modalities, kinds, layers, obs_keys, mudata_setup.get("mask_keys"),
-            mudata_setup.get("drop_cells_without_modalities", False),
-        )
-        view.uns[_MUDATA_SETUP_UNS_KEY] = {**mudata_setup, "modalities": modalities}
-        return view, setup_kwargs
-
-    @classmethod
-    def _remember_view(cls, mdata, view: AnnData) -> None:
-        key = id(mdata)
-        cls._mudata_views[key] = (weakref.ref(mdata), view)
-        weakref.finalize(mdata, cls._mudata_views.pop, key, None)
-
-    @classmethod
-    def _mudata_view(cls, mdata, mudata_setup: dict | None = None) -> AnnData:
-        entry = cls._mudata_views.get(id(mdata))
-        if entry is not None and entry[0]() is mdata:
-            return entry[1]
-        if mudata_setup is None:
-            raise RemadomSetupError(
-                "This MuData has not been set up. Call REMADOM.setup_mudata(mdata, ...) first."
-            )
-        view, _ = cls._build_mudata_view(mdata, mudata_setup)
-        cls._remember_view(mdata, view)
-        return view
-
-    def _validate_anndata(self, adata=None, copy_if_view: bool = True):
-        if adata is not None and _is_mudata(adata):
-            adata = self._mudata_view(adata, self.mudata_setup_)
-        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def _registered_specs(self, adata):
         args = self.adata_manager.registry[_compat._SETUP_ARGS_KEY]
@@ -520,7 +407,7 @@ class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             batch_index = gen_in["batch_index"]
             own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(inf["qz_m"].device)
             acc = 0.0
-            for s in range(n_samples):
+            for _ in range(n_samples):
                 z = inf["qz_m"] if n_samples == 1 else inf["qz"].sample()
                 acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
             pred = acc / n_samples
@@ -585,7 +472,7 @@ class REMADOM(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """
         attr_dict, _, _, _ = _compat._load_saved_files(dir_path, load_adata=False,
                                                         prefix=kwargs.get("prefix"), map_location="cpu")
-        if adata is not None and _is_mudata(adata):
+        if adata is not None and is_mudata(adata):
             adata = cls._mudata_view(adata, attr_dict.get("mudata_setup_"))
         if adata is not None and "feature_names_" in attr_dict:
             registry = attr_dict["registry_"]

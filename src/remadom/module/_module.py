@@ -219,7 +219,7 @@ class RemadomModule(BaseModuleClass):
             batch_index = torch.zeros(n, 1, device=z.device, dtype=torch.long)
         cats = [] if cat_covs is None else list(torch.split(cat_covs, 1, dim=1))
         params, rows_out = {}, {}
-        for i, m in enumerate(target_modalities or self.modality_names):
+        for m in target_modalities or self.modality_names:
             idx = self.modality_names.index(m)
             rows = (_rows(decode_masks[idx]) if decode_masks is not None
                     else torch.arange(n, device=z.device))

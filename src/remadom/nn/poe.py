@@ -18,15 +18,15 @@ def product_of_experts(
     masks: torch.Tensor,
     include_prior: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fuse diagonal Gaussian experts, using only the experts each cell has.
+    r"""Fuse diagonal Gaussian experts, using only the experts each cell has.
 
-    With precisions :math:`\\Lambda_m = e^{-\\log\\sigma^2_m}` and a prior expert
-    :math:`\\mathcal N(0, I)`, the product is Gaussian with
+    With precisions :math:`\Lambda_m = e^{-\log\sigma^2_m}` and a prior expert
+    :math:`\mathcal N(0, I)`, the product is Gaussian with
 
     .. math::
 
-        \\Lambda = 1 + \\sum_m M_m \\Lambda_m, \\qquad
-        \\mu = \\Lambda^{-1} \\sum_m M_m \\Lambda_m \\mu_m .
+        \Lambda = 1 + \sum_m M_m \Lambda_m, \qquad
+        \mu = \Lambda^{-1} \sum_m M_m \Lambda_m \mu_m .
 
     Parameters
     ----------
