@@ -1,0 +1,198 @@
+"""Run figures: loss curves, latent UMAPs and imputation/reconstruction snapshots."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from lightning.pytorch.callbacks import Callback
+
+logger = logging.getLogger(__name__)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def epoch_metrics(metrics_csv: str | Path) -> pd.DataFrame:
+    """Lightning's ``metrics.csv`` collapsed to one row per epoch (``epoch`` column)."""
+    df = pd.read_csv(metrics_csv)
+    if "epoch" not in df:
+        return pd.DataFrame()
+    df = df.drop(columns=[c for c in ("step",) if c in df])
+    return df.groupby("epoch", as_index=False).last().sort_values("epoch")
+
+
+def plot_loss_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
+    """One panel per ELBO term (train and validation) plus the KL weight."""
+    df = epoch_metrics(metrics_csv)
+    if df.empty:
+        return None
+    terms = sorted({c[: -len("_train")] for c in df.columns if c.endswith("_train")})
+    kl_cols = [c for c in df.columns if c.startswith("kl_weight")]
+    panels = terms + (["kl_weight"] if kl_cols else [])
+    plt = _plt()
+    ncol = min(3, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    for ax, term in zip(axes.ravel(), panels):
+        if term == "kl_weight":
+            for c in kl_cols:
+                ax.plot(df["epoch"], df[c], marker=".", label=c)
+        else:
+            for split in ("train", "validation"):
+                col = f"{term}_{split}"
+                if col in df:
+                    ax.plot(df["epoch"], df[col], marker=".", label=split)
+        ax.set_title(term, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def modality_masks(model) -> dict[str, np.ndarray]:
+    """Observed mask of each model modality on the model's (padded) AnnData."""
+    from remadom.model._validation import read_mask
+
+    return {s.name: np.asarray(read_mask(model.adata, s), dtype=bool) for s in model.specs}
+
+
+def availability_labels(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """``"rna+atac"``-style label of the modalities each cell has."""
+    names = list(masks)
+    n = len(next(iter(masks.values())))
+    out = np.full(n, "", dtype=object)
+    for i in range(n):
+        out[i] = "+".join(m for m in names if masks[m][i]) or "none"
+    return out
+
+
+def plot_latent_umap(z, annotations: dict, out: str | Path, seed: int = 0) -> Path:
+    """UMAP panels of the latent, one per annotation."""
+    from remadom.eval import plot_umap
+
+    plt = _plt()
+    fig = plot_umap(z, annotations, seed=seed, title="REMADOM latent")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    lib = x.sum(1, keepdims=True)
+    return np.log1p(x / np.maximum(lib, 1e-8) * 1e4)
+
+
+class ImputationSnapshot(Callback):
+    """Every ``every`` epochs, plot predicted versus observed values on validation cells.
+
+    For each modality, cells that have it and another modality are predicted from the
+    others (imputation); if there are none, the modality is reconstructed from itself.
+    Points are per-feature means (log1p-normalized for counts, probabilities for ATAC).
+    """
+
+    def __init__(self, model, val_idx: np.ndarray, out_dir: str | Path, every: int, max_cells: int = 300):
+        self.model = model
+        self.val_idx = np.asarray(val_idx)[:max_cells]
+        self.out_dir = Path(out_dir)
+        self.every = every
+        self.written: list[Path] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        """Draw a snapshot when the epoch number is a multiple of ``every``."""
+        epoch = trainer.current_epoch + 1
+        if self.every and self.val_idx.size and (epoch % self.every == 0 or epoch == trainer.max_epochs):
+            with torch.random.fork_rng():
+                try:
+                    self.written.append(self.snapshot(epoch))
+                except Exception as e:  # noqa: BLE001 - a figure must never stop training
+                    logger.warning("imputation snapshot at epoch %d failed: %s", epoch, e)
+
+    def snapshot(self, epoch: int) -> Path:
+        """Write ``snapshots/epoch_<epoch>.png``."""
+        from remadom.model._validation import get_modality_matrix
+
+        model = self.model
+        masks = {m: v[self.val_idx] for m, v in modality_masks(model).items()}
+        was_trained, was_training = model.is_trained_, model.module.training
+        model.is_trained_ = True
+        panels = []
+        try:
+            for spec in model.specs:
+                m = spec.name
+                others = [o for o in masks if o != m]
+                cross = masks[m] & np.any([masks[o] for o in others], axis=0) if others else np.zeros_like(masks[m])
+                cells = cross if cross.any() else masks[m]
+                if not cells.any():
+                    continue
+                idx = self.val_idx[cells]
+                source = [o for o in others if masks[o][cells].any()] if cross.any() else [m]
+                pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4)
+                matrix = get_modality_matrix(model.adata, spec)
+                matrix = matrix.to_numpy() if isinstance(matrix, pd.DataFrame) else matrix
+                obs = _dense(matrix[idx])
+                if spec.kind == "atac":
+                    px, py, unit = (obs > 0).mean(0), pred.mean(0), "accessibility"
+                else:
+                    px, py, unit = _normalize(obs).mean(0), np.log1p(pred).mean(0), "log1p norm."
+                panels.append((m, source, px, py, unit, idx.size))
+        finally:
+            model.is_trained_ = was_trained
+            model.module.train(was_training)
+        plt = _plt()
+        fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3.4), squeeze=False)
+        for ax, (m, source, px, py, unit, n) in zip(axes.ravel(), panels):
+            r = np.corrcoef(px, py)[0, 1] if px.size > 1 and px.std() > 0 and py.std() > 0 else np.nan
+            ax.scatter(px, py, s=6, alpha=0.7)
+            lim = [min(px.min(), py.min()), max(px.max(), py.max())]
+            ax.plot(lim, lim, color="grey", lw=0.8)
+            ax.set_title(f"{m} from {'+'.join(source)} (n={n})\nr={r:.2f}", fontsize=8)
+            ax.set_xlabel(f"observed ({unit})", fontsize=8)
+            ax.set_ylabel("predicted", fontsize=8)
+        fig.suptitle(f"validation cells, epoch {epoch}", fontsize=9)
+        fig.tight_layout()
+        out = self.out_dir / f"epoch_{epoch:03d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
+
+
+class LossCurveRefresh(Callback):
+    """Redraw the loss curves from ``metrics.csv`` every ``every`` epochs."""
+
+    def __init__(self, metrics_csv: Path, out: Path, every: int):
+        self.metrics_csv, self.out, self.every = Path(metrics_csv), Path(out), every
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        """Flush the CSV logger and redraw."""
+        if self.every and (trainer.current_epoch + 1) % self.every == 0:
+            for lg in trainer.loggers:
+                lg.save()
+            if self.metrics_csv.exists():
+                try:
+                    plot_loss_curves(self.metrics_csv, self.out)
+                except Exception as e:  # noqa: BLE001
+                    logger.warning("loss-curve refresh failed: %s", e)

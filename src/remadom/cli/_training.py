@@ -1,0 +1,184 @@
+"""Lightning/scvi-tools components that make a run reproducible and resumable.
+
+* :class:`SeededDataSplitter` draws each epoch's minibatch order from ``(seed, epoch)``
+  instead of the global random stream, and :class:`EpochSeed` re-seeds the global stream at
+  the start of every epoch. An epoch therefore depends only on the weights, the optimizer
+  state and its number, so resuming from ``last.ckpt`` reproduces an uninterrupted run.
+* :class:`AtomicCheckpointIO` writes checkpoints to a temporary file and renames it.
+* :class:`RunTrainRunner` uses a trainer that accepts a plain Lightning ``ModelCheckpoint``
+  (scvi-tools' trainer otherwise adds its own ``SaveCheckpoint``).
+
+They are installed on a model instance with :func:`install`, through the scvi-tools
+class attributes ``_data_splitter_cls`` and ``_train_runner_cls``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from scvi.dataloaders import DataSplitter
+from scvi.train import SaveCheckpoint, Trainer, TrainRunner
+from torch.utils.data import RandomSampler
+
+from ._errors import TrainingFailure
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of ``epoch`` of a run seeded with ``seed``."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1)
+
+
+class _EpochRandomSampler(RandomSampler):
+    """A random permutation drawn from ``(seed, epoch)`` at each iteration."""
+
+    def __init__(self, data_source, seed: int, epoch_fn):
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch_fn = epoch_fn
+
+    def __iter__(self):
+        gen = torch.Generator()
+        gen.manual_seed(epoch_seed(self.seed, self.epoch_fn()) + 1)
+        yield from torch.randperm(len(self.data_source), generator=gen).tolist()
+
+
+class SeededDataSplitter(DataSplitter):
+    """:class:`scvi.dataloaders.DataSplitter` with per-epoch seeded shuffling.
+
+    Pass the split as ``external_indexing=[train_idx, val_idx, test_idx]`` and the run
+    seed as ``seed``.
+    """
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
+    def _fixed_generator(self, dl):
+        # the loader's base seed would otherwise be drawn from the global stream
+        gen = torch.Generator()
+        gen.manual_seed(self.seed)
+        dl.generator = gen
+        return dl
+
+    def train_dataloader(self):
+        """Training loader whose order depends only on ``(seed, epoch)``."""
+        dl = super().train_dataloader()
+        batch_sampler = dl.sampler
+        batch_sampler.sampler = _EpochRandomSampler(batch_sampler.sampler.data_source, self.seed,
+                                                    self._current_epoch)
+        return self._fixed_generator(dl)
+
+    def val_dataloader(self):
+        """Validation loader (sequential)."""
+        dl = super().val_dataloader()
+        return self._fixed_generator(dl) if dl is not None else None
+
+
+class EpochSeed(Callback):
+    """Re-seed the global torch stream at the start of every training epoch."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        """Seed from ``(seed, epoch)``."""
+        torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
+
+
+class FiniteLossGuard(Callback):
+    """Stop with :class:`~remadom.cli._errors.TrainingFailure` at the first non-finite loss."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        """Check the minibatch loss."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss.detach())):
+            raise TrainingFailure(
+                f"the training loss became {float(loss.detach())} at epoch {trainer.current_epoch}, "
+                f"minibatch {batch_idx}.",
+                "Lower optim.lr (e.g. --set optim.lr=1e-4), check the data for non-count or extreme values, "
+                "or use trainer.precision='32' if a mixed precision was set.",
+            )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file in the same folder, then ``os.replace`` it."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        """Save atomically: readers see the old file or the complete new one, never a partial one."""
+        path = os.fspath(path)
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".ckpt")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def make_loggers(run_dir):
+    """scvi-tools' in-memory logger (``model.history``) plus a Lightning ``CSVLogger`` in ``logs/``."""
+    from lightning.pytorch.loggers import CSVLogger
+    from scvi.train._logger import SimpleLogger
+
+    class _CopyingSimpleLogger(SimpleLogger):
+        # scvi's logger pops "epoch" from the shared dict; give it a copy so the CSV keeps it
+        def log_metrics(self, metrics, step=None):
+            super().log_metrics(dict(metrics), step)
+
+    return [_CopyingSimpleLogger(), CSVLogger(save_dir=os.fspath(run_dir), name="logs", version="")]
+
+
+def make_checkpoint_callback(dirpath, monitor: str) -> ModelCheckpoint:
+    """Best-by-``monitor`` plus ``last.ckpt``, saved at the end of each training epoch."""
+    return ModelCheckpoint(
+        dirpath=os.fspath(dirpath),
+        filename="best-epoch{epoch:03d}",
+        monitor=monitor,
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        auto_insert_metric_name=False,
+    )
+
+
+class _RunTrainer(Trainer):
+    """scvi-tools trainer that uses the caller's Lightning ``ModelCheckpoint`` only."""
+
+    def __init__(self, *args, **kwargs):
+        own = any(isinstance(c, ModelCheckpoint) for c in kwargs.get("callbacks", []))
+        if own:
+            kwargs["enable_checkpointing"] = True
+        super().__init__(*args, **kwargs)
+        if own:  # drop the SaveCheckpoint that scvi-tools adds when checkpointing is on
+            self.callbacks[:] = [c for c in self.callbacks if type(c) is not SaveCheckpoint]
+
+
+class RunTrainRunner(TrainRunner):
+    """:class:`scvi.train.TrainRunner` with :class:`_RunTrainer`."""
+
+    _trainer_cls = _RunTrainer
+
+
+def install(model) -> None:
+    """Use the reproducible data splitter and trainer for ``model.train``.
+
+    Pass ``datasplitter_kwargs={"external_indexing": [...], "seed": seed}`` to ``train``.
+    """
+    model._data_splitter_cls = SeededDataSplitter
+    model._train_runner_cls = RunTrainRunner

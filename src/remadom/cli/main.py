@@ -1,0 +1,290 @@
+"""The ``remadom`` command line: train, mock, evaluate, manifest validate, schema.
+
+Exit codes: 0 success, 2 configuration error, 3 data error, 4 environment mismatch,
+5 training failure, 1 anything else. Errors print one paragraph naming the problem and
+its fix; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from ._errors import (
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILURE,
+    EXIT_TRAINING,
+    ConfigurationError,
+    DataError,
+    RemadomCLIError,
+)
+
+EPILOG = """\
+exit codes:
+  0  success
+  2  configuration error (invalid/unknown keys, bad --set, bad --resume target)
+  3  data error (missing/unreadable file, keys not in the data)
+  4  environment mismatch (no GPU for accelerator=gpu, library versions differ on resume)
+  5  training failure (non-finite loss, crash during training)
+
+configuration is resolved as: defaults < --config YAML < REMADOM__SECTION__KEY environment
+variables (e.g. REMADOM__MODEL__N_LATENT=32) < --set section.key=value (YAML scalars).
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``remadom``."""
+    parser = argparse.ArgumentParser(
+        prog="remadom", description="REMADOM: mosaic single-cell multi-omic integration on scvi-tools.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a YAML config into a new run directory",
+                       description="Train REMADOM from a config; writes <save_dir>/<UTC time>_<name>/.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", "-c", help="YAML config (omit to use defaults, or the run's own config with --resume PATH)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.n_latent=32 (repeatable)")
+    p.add_argument("--resume", metavar="auto|PATH",
+                   help="continue from checkpoints/last.ckpt of the latest run of this name (auto), a run "
+                        "directory, or a .ckpt file")
+    p.add_argument("--save-dir", help="shorthand for --set logging.save_dir=DIR")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _common(p)
+
+    p = sub.add_parser("mock", help="write a mock dataset (and optionally an example config)")
+    p.add_argument("problem", help="scenario: paired, unpaired, bridge, mosaic, prediction, hierarchical")
+    p.add_argument("--out", required=True, help="output .h5ad or .h5mu file")
+    p.add_argument("--config-out", help="also write an example YAML config here")
+    for name, default in (("n-cells", None), ("n-genes", None), ("n-peaks", None), ("n-proteins", None),
+                          ("seed", None)):
+        p.add_argument(f"--{name}", type=int, default=default)
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="compute latent metrics of a finished run")
+    p.add_argument("run_dir", help="run directory (with model/ and config_resolved.yaml)")
+    p.add_argument("--out", help="metrics JSON (default RUN_DIR/eval/metrics.json)")
+    _common(p)
+
+    p = sub.add_parser("manifest", help="manifest utilities")
+    msub = p.add_subparsers(dest="manifest_command", metavar="ACTION")
+    v = msub.add_parser("validate", help="check a manifest.json (or a run directory) against schema v1")
+    v.add_argument("path")
+    _common(v)
+    _common(p)
+
+    p = sub.add_parser("schema", help="write the config and manifest JSON Schemas")
+    p.add_argument("--out-dir", default="schema", help="folder (default: ./schema)")
+    p.add_argument("--check", action="store_true", help="exit 2 if the files differ instead of writing")
+    _common(p)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+def _resolve(args):
+    from ..config import ConfigError, resolve_config
+
+    overrides = list(args.overrides)
+    if args.save_dir:
+        overrides.append(f"logging.save_dir={args.save_dir}")
+    config_path = args.config
+    if config_path is None and args.resume not in (None, "auto"):
+        target = Path(args.resume)
+        run_dir = target.parent.parent if target.suffix == ".ckpt" else target
+        if (run_dir / "config_resolved.yaml").is_file():
+            config_path = str(run_dir / "config_resolved.yaml")
+    try:
+        config, raw = resolve_config(config_path, overrides)
+    except ConfigError as e:
+        raise ConfigurationError(str(e), "Fix the keys/values above (see schema/config.schema.json, docs/cli.md).") from e
+    return config, raw, config_path
+
+
+def cmd_train(args) -> int:
+    """``remadom train``."""
+    from ..config import dump_config
+
+    config, raw, source = _resolve(args)
+    if args.dry_run:
+        print(dump_config(config), end="")
+        return 0
+    from ._run import run_training
+
+    run_dir = run_training(config, raw, config_source=source, resume=args.resume,
+                           progress_bar=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_mock(args) -> int:
+    """``remadom mock``."""
+    try:
+        from remadom.data.mock import write_mock
+    except ImportError as e:
+        from ._errors import EnvironmentMismatchError
+
+        raise EnvironmentMismatchError(f"the mock generator cannot be imported ({e}).",
+                                       "Reinstall remadom from a complete checkout.") from e
+    kwargs = {k: getattr(args, k) for k in ("n_cells", "n_genes", "n_peaks", "n_proteins", "seed")
+              if getattr(args, k) is not None}
+    try:
+        files = write_mock(args.problem, args.out, config_out=args.config_out, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigurationError(f"cannot generate mock data: {e}.", "Check the scenario name and sizes.") from e
+    print(f"wrote {getattr(files, 'data_path', args.out)}")
+    if args.config_out:
+        print(f"wrote {args.config_out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """``remadom evaluate``: reload a run's model and compute remadom.eval metrics."""
+    import yaml
+
+    from ..config import validate_config
+    from ._data import load_data, require_model
+    from ._manifest import atomic_write_text
+
+    run_dir = Path(args.run_dir)
+    cfg_path = run_dir / "config_resolved.yaml"
+    if not cfg_path.is_file() or not (run_dir / "model").is_dir():
+        raise DataError(f"{run_dir} is not a finished run directory (needs config_resolved.yaml and model/).",
+                        "Pass the directory printed by 'remadom train'.")
+    try:
+        config = validate_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
+    except ValueError as e:
+        raise ConfigurationError(str(e), "The run's config_resolved.yaml was edited; restore it.") from e
+    model_cls = require_model()
+    data = load_data(config)
+    try:
+        model = model_cls.load(str(run_dir / "model"), adata=data.data)
+    except (ValueError, KeyError) as e:
+        raise DataError(f"the model in {run_dir / 'model'} does not fit the data: {e}",
+                        "Evaluate with the data file the run was trained on.") from e
+    labels, batch = data.setup_kwargs.get("labels_key"), data.setup_kwargs.get("batch_key")
+    if labels is None or batch is None:
+        raise ConfigurationError("evaluation needs data.labels_key and data.batch_key in the run's config.",
+                                 "Train with both keys set to compute integration metrics.")
+    import inspect
+
+    from remadom.eval import evaluate_model
+
+    params = inspect.signature(evaluate_model).parameters  # accept both spellings of the eval API
+    kw = {("labels" if "labels" in params else "labels_key"): labels,
+          ("batch" if "batch" in params else "batch_key"): batch}
+    metrics = {k: (float(v) if v is not None else None) for k, v in evaluate_model(model, **kw).items()}
+    out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
+    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_manifest_validate(args) -> int:
+    """``remadom manifest validate``."""
+    from ._manifest import validate_manifest
+
+    path = Path(args.path)
+    if path.is_dir():
+        path = path / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}.", "Pass a manifest.json or a run directory.") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON ({e}).",
+                        "The file is corrupted; restore it or re-run training to regenerate it.") from e
+    errors = validate_manifest(manifest)
+    if errors:
+        listing = "; ".join(errors[:8])
+        raise DataError(f"{path} does not match manifest schema v1: {listing}.",
+                        "The file was edited or truncated; re-run training (or --resume) to regenerate it.")
+    print(f"{path}: valid manifest v1")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    """``remadom schema``: write schema/config.schema.json and schema/manifest.v1.json."""
+    from importlib import resources
+
+    from ..config import schema_text
+
+    out_dir = Path(args.out_dir)
+    files = {
+        out_dir / "config.schema.json": schema_text(),
+        out_dir / "manifest.v1.json": resources.files("remadom.cli").joinpath("manifest.v1.json").read_text(),
+    }
+    if args.check:
+        stale = [str(p) for p, text in files.items() if not p.is_file() or p.read_text() != text]
+        if stale:
+            raise ConfigurationError(f"out-of-date schema files: {', '.join(stale)}.",
+                                     "Run 'remadom schema' and commit the result.")
+        print("schema files are up to date")
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p, text in files.items():
+        p.write_text(text)
+        print(f"wrote {p}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "mock": cmd_mock, "evaluate": cmd_evaluate, "schema": cmd_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``remadom`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or usage error (2)
+        return int(e.code or 0)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    if args.command == "manifest":
+        if getattr(args, "manifest_command", None) != "validate":
+            print("usage: remadom manifest validate PATH", file=sys.stderr)
+            return EXIT_CONFIG
+        handler = cmd_manifest_validate
+    else:
+        handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except RemadomCLIError as e:
+        return _report(e, e.exit_code, debug)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Continue with: remadom train --config <config> --resume auto", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - last resort: still one paragraph, traceback on --debug
+        return _report(RemadomCLIError(f"unexpected {type(e).__name__}: {e}.",
+                                       "Rerun with --debug and report the traceback."), EXIT_FAILURE, debug)
+
+
+def _report(err: RemadomCLIError, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"\n{err.render()}\n(exit code {code}{'' if debug else '; rerun with --debug for the traceback'})",
+          file=sys.stderr)
+    return code
+
+
+__all__ = ["EXIT_CONFIG", "EXIT_DATA", "EXIT_ENVIRONMENT", "EXIT_TRAINING", "build_parser", "main"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The run configuration: one Pydantic model tree, the single home of every default.
+
+Every section forbids unknown keys, so a typo (``n_latnet``) is an error, not a silently
+ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Likelihood = Literal["nb", "zinb", "poisson", "bernoulli", "nbmixture", "gaussian"]
+Precision = Literal["32", "bf16-mixed", "16-mixed"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MockDataConfig(_Section):
+    """Mock data generated on the fly when ``data.path`` is null (see :mod:`remadom.data.mock`)."""
+
+    problem: str = Field("mosaic", description="Mock problem type, e.g. 'mosaic'.")
+    n_cells: int = Field(600, gt=0)
+    n_genes: int = Field(200, gt=0)
+    n_peaks: int = Field(400, gt=0)
+    n_proteins: int = Field(20, gt=0)
+    seed: int | None = Field(None, description="Seed of the generator; null uses the run seed.")
+
+
+class DataConfig(_Section):
+    """Where the cells come from and how their modalities are registered."""
+
+    path: str | None = Field(
+        None, description="An .h5ad or .h5mu file; null generates mock data (see `mock`)."
+    )
+    mock: MockDataConfig = Field(default_factory=MockDataConfig)
+    rna_layer: str | None = Field(None, description="Layer with raw RNA counts; null uses X.")
+    atac_obsm_key: str | None = Field(None, description="obsm key of the cells x peaks matrix.")
+    adt_obsm_key: str | None = Field(None, description="obsm key of the cells x proteins matrix.")
+    use_rna: bool = Field(True, description="False when the AnnData carries no RNA.")
+    mask_keys: dict[str, str] | None = Field(
+        None, description="{modality: boolean obs column}; default has_<modality>."
+    )
+    modalities: dict[str, str] | None = Field(
+        None, description="MuData only: {model modality name: mdata.mod key}."
+    )
+    batch_key: str | None = None
+    labels_key: str | None = None
+    categorical_covariate_keys: list[str] | None = None
+    continuous_covariate_keys: list[str] | None = None
+    val_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of cells held out for validation.")
+
+    @field_validator("path")
+    @classmethod
+    def _known_suffix(cls, v: str | None) -> str | None:
+        if v is not None and not v.endswith((".h5ad", ".h5mu")):
+            raise ValueError(f"must end in .h5ad or .h5mu, got {v!r}")
+        return v
+
+    @property
+    def is_mudata(self) -> bool:
+        """Whether the data source is a MuData file."""
+        return self.path is not None and self.path.endswith(".h5mu")
+
+    @model_validator(mode="after")
+    def _mudata_keys(self) -> DataConfig:
+        if self.modalities is not None and self.path is not None and not self.is_mudata:
+            raise ValueError("`modalities` maps MuData modalities; the data path is not an .h5mu file")
+        if self.is_mudata and (self.atac_obsm_key or self.adt_obsm_key):
+            raise ValueError("atac_obsm_key/adt_obsm_key apply to AnnData; use `modalities` for a .h5mu file")
+        return self
+
+
+class ModelConfig(_Section):
+    """Architecture of :class:`remadom.REMADOM`."""
+
+    n_latent: int = Field(20, gt=0)
+    n_hidden: int = Field(256, gt=0)
+    n_layers: int = Field(2, gt=0)
+    dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    likelihoods: dict[str, Likelihood] | None = Field(
+        None, description="Per-modality likelihood; null uses the model's default per modality kind."
+    )
+
+
+class OptimConfig(_Section):
+    """Optimizer and stopping."""
+
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-6, ge=0.0)
+    batch_size: int = Field(256, gt=0)
+    max_epochs: int = Field(100, gt=0)
+    early_stopping: bool = False
+    early_stopping_patience: int = Field(10, gt=0)
+
+
+class ScheduleConfig(_Section):
+    """Loss weights and their schedules."""
+
+    kl_warmup_epochs: int | None = Field(
+        None, ge=0, description="Epochs of linear KL warm-up; null: a quarter of max_epochs (at most 50)."
+    )
+    kl_weight: float = Field(1.0, ge=0.0, description="Final KL weight (beta).")
+    modality_weights: dict[str, float] | None = Field(None, description="{modality: reconstruction weight}.")
+
+
+class TrainerConfig(_Section):
+    """Lightning trainer settings."""
+
+    accelerator: str = Field("auto", description="'auto', 'cpu', 'gpu'/'cuda', 'mps'.")
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    precision: Precision = "32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_string(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class LoggingConfig(_Section):
+    """Where runs go and how often they draw figures."""
+
+    save_dir: str = Field("runs", description="Parent folder of run directories.")
+    name: str | None = Field(None, description="Run-directory suffix; null uses the top-level name.")
+    figures: bool = Field(True, description="Draw loss curves and latent UMAPs at the end of the run.")
+    figure_every: int = Field(0, ge=0, description="Redraw loss curves every N epochs (0: at the end only).")
+    snapshot_every: int = Field(
+        5, ge=0, description="Imputation/reconstruction snapshot on validation cells every N epochs (0: off)."
+    )
+
+
+class RunConfig(_Section):
+    """A complete, reproducible REMADOM run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, title="REMADOM run configuration")
+
+    name: str = Field("remadom", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def run_name(self) -> str:
+        """Suffix of the run directory."""
+        return self.logging.name or self.name

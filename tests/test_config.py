@@ -1,0 +1,135 @@
+"""Run configuration: validation, resolution order, schema, example configs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from remadom.config import (
+    ConfigError,
+    RunConfig,
+    cli_overrides,
+    env_overrides,
+    resolve_config,
+    schema_text,
+    validate_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MOCK_EXAMPLE = """
+name: mock_mosaic
+seed: 0
+data: {path: examples/mock/mock_mosaic_multiome.h5ad, rna_layer: counts, atac_obsm_key: X_atac, adt_obsm_key: X_adt, mask_keys: {rna: has_rna, atac: has_atac, adt: has_adt}, batch_key: batch, labels_key: cluster, val_split: 0.1}
+optim: {max_epochs: 20, batch_size: 128}
+"""
+
+
+def test_defaults_live_in_the_models():
+    cfg = RunConfig()
+    assert cfg.model.n_latent == 20 and cfg.optim.lr == 1e-3 and cfg.trainer.precision == "32"
+    assert cfg.data.path is None and cfg.data.mock.problem == "mosaic"
+    assert cfg.run_name == "remadom"
+
+
+def test_mock_example_shape_validates():
+    cfg = validate_config(yaml.safe_load(MOCK_EXAMPLE))
+    assert cfg.data.mask_keys == {"rna": "has_rna", "atac": "has_atac", "adt": "has_adt"}
+    assert cfg.optim.max_epochs == 20 and cfg.optim.batch_size == 128 and cfg.data.val_split == 0.1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_committed_configs_validate(path):
+    resolve_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"model": {"n_latnet": 3}}, r"model\.n_latnet: unknown key"),
+        ({"colour": "red"}, r"colour: unknown key"),
+        ({"data": {"mock": {"n_cels": 3}}}, r"data\.mock\.n_cels: unknown key"),
+        ({"model": {"n_latent": 0}}, r"model\.n_latent: Input should be greater than 0"),
+        ({"data": {"val_split": 1.5}}, r"data\.val_split"),
+        ({"data": {"path": "cells.csv"}}, r"data\.path.*\.h5ad or \.h5mu"),
+        ({"trainer": {"precision": "64"}}, r"trainer\.precision"),
+        ({"model": {"likelihoods": {"rna": "gamma"}}}, r"model\.likelihoods\.rna"),
+        ({"data": {"path": "x.h5ad", "modalities": {"rna": "rna"}}}, r"MuData"),
+        ({"name": "bad name/with slash"}, r"name"),
+    ],
+)
+def test_validation_errors(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config(raw)
+
+
+def test_precision_int_is_accepted_as_string():
+    assert validate_config({"trainer": {"precision": 32}}).trainer.precision == "32"
+
+
+def test_resolution_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\nmodel: {n_latent: 8, n_hidden: 64}\noptim: {lr: 0.01}\n")
+    env = {"REMADOM__MODEL__N_LATENT": "16", "REMADOM__MODEL__N_LAYERS": "3", "REMADOM__SEED": "5",
+           "OTHER": "x", "REMADOM_DATA_DIR": "/ignored"}
+    cfg, raw = resolve_config(path, ["model.n_latent=32", "optim.batch_size=64"], environ=env)
+    assert cfg.model.n_latent == 32  # --set beats env beats file
+    assert cfg.model.n_layers == 3  # env beats default
+    assert cfg.seed == 5  # env beats file
+    assert cfg.model.n_hidden == 64 and cfg.optim.lr == 0.01  # file beats default
+    assert cfg.optim.batch_size == 64
+    assert cfg.model.dropout_rate == 0.1  # default
+    assert raw == {"seed": 1, "model": {"n_latent": 8, "n_hidden": 64}, "optim": {"lr": 0.01}}
+
+
+def test_overrides_are_yaml_scalars():
+    tree = cli_overrides(["model.n_latent=32", "data.path=null", "optim.early_stopping=true",
+                          "data.categorical_covariate_keys=[a, b]", "name=run1", "optim.lr=1e-4"])
+    assert tree["model"]["n_latent"] == 32 and tree["data"]["path"] is None
+    assert tree["optim"]["early_stopping"] is True and tree["data"]["categorical_covariate_keys"] == ["a", "b"]
+    assert tree["name"] == "run1"
+    assert env_overrides({"REMADOM__MODEL__LIKELIHOODS__RNA": "zinb"}) == {"model": {"likelihoods": {"rna": "zinb"}}}
+
+
+def test_unknown_override_key_errors():
+    with pytest.raises(ConfigError, match=r"model\.n_latnet: unknown key"):
+        resolve_config(None, ["model.n_latnet=3"], environ={})
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        cli_overrides(["model.n_latent"])
+    with pytest.raises(ConfigError, match="not a section"):
+        cli_overrides(["seed=1", "seed.x=2"])
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config(path, environ={})
+    path.write_text("model: {n_latent: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(path, environ={})
+
+
+def test_schema_file_is_up_to_date():
+    committed = (ROOT / "schema" / "config.schema.json").read_text()
+    assert committed == schema_text(), "run `remadom schema` and commit schema/config.schema.json"
+
+
+def test_schema_rejects_unknown_keys():
+    import json
+
+    import jsonschema
+
+    schema = json.loads(schema_text())
+    jsonschema.validate(yaml.safe_load(MOCK_EXAMPLE), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"n_latnet": 3}}, schema)
+
+
+def test_schema_command_check(tmp_path):
+    from remadom.cli.main import main
+
+    assert main(["schema", "--out-dir", str(tmp_path)]) == 0
+    assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 0
+    (tmp_path / "config.schema.json").write_text("{}")
+    assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 2
