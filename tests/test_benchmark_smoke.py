@@ -1,0 +1,87 @@
+"""Smoke test of benchmarks/run.py on a tiny subset of the shared BMMC CITE-seq starter data."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+BMMC_CITE = DATA / "bmmc_cite_neurips2021_starter.h5mu"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not BMMC_CITE.exists(), reason="shared data not available"),
+]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run  # benchmarks/run.py
+
+    return run
+
+
+def test_mosaic3_scenario_hides_and_keeps_truth(bench):
+    import mudata as md
+    from _scenarios import build_scenario, padded_mudata
+
+    scn = build_scenario("bmmc_cite_mosaic3", DATA)
+    full = md.read_h5mu(BMMC_CITE)
+    masks = scn.masks
+    # first batch stays paired, second is split into RNA-only and ADT-only halves
+    batch = scn.mdata.obs["batch"].astype(str).to_numpy()
+    assert (masks["rna"] & masks["adt"])[batch == "s1d1"].all()
+    second = batch == "s1d2"
+    assert not (masks["rna"] & masks["adt"])[second].any()
+    assert abs(masks["rna"][second].sum() - masks["adt"][second].sum()) <= 1
+    # the hidden values are the original counts
+    for m in ("rna", "adt"):
+        truth = scn.truth[m]
+        assert not masks[m][scn.hidden_idx(m)].any()
+        np.testing.assert_array_equal(truth.X.toarray(), full.mod[m][truth.obs_names].X.toarray())
+    # MULTIVI / TOTALVI layout: every cell in every modality, zero rows where hidden
+    pad = padded_mudata(scn)
+    assert all(pad.mod[m].n_obs == scn.mdata.n_obs for m in ("rna", "adt"))
+    assert pad.mod["adt"].X[scn.hidden_idx("adt")].sum() == 0
+
+
+def test_runner_smoke(bench, tmp_path):
+    """Runs the runner end to end (1 epoch, 120 cells, no scIB metrics) - only checks it completes."""
+    import remadom
+
+    methods = ["totalvi"] + (["remadom"] if hasattr(remadom, "REMADOM") else [])
+    argv = ["--scenarios", "bmmc_cite_mosaic3", "--methods", *methods, "--epochs", "1", "--n-cells", "120"]
+    argv += [
+        "--data-dir",
+        str(DATA),
+        "--out",
+        str(tmp_path),
+        "--no-readme",
+        "--no-metrics",
+        "--timeout",
+        "120",
+    ]
+    assert bench.main(argv) == 0
+    (day,) = list(tmp_path.iterdir())
+    for m in methods:
+        res = json.loads((day / f"bmmc_cite_mosaic3__{m}.json").read_text())
+        assert res["status"] == "ok", res.get("traceback", res.get("reason"))
+        assert res["epochs_run"] == 1
+        assert res["peak_rss_mb"] > 0
+    table = (day / "results.md").read_text()
+    assert table.count("| bmmc_cite_mosaic3 |") == len(methods)
+
+
+def test_markdown_table_handles_skipped_runs(bench):
+    rows = [{"scenario": "s", "method": "midas", "status": "skipped", "reason": "scmidas is not installed"}]
+    table = bench.markdown_table(rows)
+    assert "skipped: scmidas is not installed" in table
+    assert len(table.splitlines()) == 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
