@@ -127,9 +127,17 @@ def test_mudata_end_to_end(mosaic_mdata, tmp_path):
     np.testing.assert_allclose(loaded.get_latent_representation(fresh), z, rtol=1e-5, atol=1e-6)
 
 
-def test_modality_weight_schedule_and_alignment(mosaic_adata):
+@pytest.mark.parametrize("alignment_on", ["batch", "availability"])
+def test_modality_weight_schedule_and_alignment(mosaic_adata, alignment_on):
     REMADOM.setup_anndata(mosaic_adata, **KEYS)
     model = REMADOM(mosaic_adata, **SMALL)
     model.train(max_epochs=2, batch_size=32, enable_progress_bar=False,
-                modality_weights=lambda epoch: {"atac": 0.5 + epoch}, alignment_weight=1.0)
-    assert "mmd_train" in model.history
+                modality_weights=lambda epoch: {"atac": 0.5 + epoch}, alignment_weight=1.0,
+                alignment_on=alignment_on)
+    assert model.history["mmd_train"].to_numpy().ravel()[-1] > 0
+
+
+def test_unknown_alignment_target_errors(mosaic_adata):
+    REMADOM.setup_anndata(mosaic_adata, **KEYS)
+    with pytest.raises(ValueError, match="alignment_on"):
+        REMADOM(mosaic_adata, **SMALL).train(max_epochs=1, alignment_weight=1.0, alignment_on="donor")

@@ -143,3 +143,9 @@ def test_subset_inference_uses_only_chosen_modalities():
 def test_unknown_modality_weight_is_an_error():
     with pytest.raises(ValueError, match="unknown modalities"):
         make_module(modality_weights={"protein": 1.0})
+
+
+def test_availability_groups_encode_observed_sets():
+    observed = torch.tensor([[1.0, 1, 0, 0], [1.0, 0, 1, 0], [0.0, 0, 0, 1]])
+    groups = RemadomModule.alignment_groups({}, observed, "availability")
+    assert groups.tolist() == [3, 1, 2, 4]

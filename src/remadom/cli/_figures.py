@@ -68,9 +68,7 @@ def plot_loss_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
 
 def modality_masks(model) -> dict[str, np.ndarray]:
     """Observed mask of each model modality on the model's (padded) AnnData."""
-    from remadom.model._validation import read_mask
-
-    return {s.name: np.asarray(read_mask(model.adata, s), dtype=bool) for s in model.specs}
+    return {m: np.asarray(v, dtype=bool) for m, v in model.get_modality_masks().items()}
 
 
 def availability_labels(masks: dict[str, np.ndarray]) -> np.ndarray:
@@ -132,8 +130,6 @@ class ImputationSnapshot(Callback):
 
     def snapshot(self, epoch: int) -> Path:
         """Write ``snapshots/epoch_<epoch>.png``."""
-        from remadom.model._validation import get_modality_matrix
-
         model = self.model
         masks = {m: v[self.val_idx] for m, v in modality_masks(model).items()}
         was_trained, was_training = model.is_trained_, model.module.training
@@ -150,8 +146,7 @@ class ImputationSnapshot(Callback):
                 idx = self.val_idx[cells]
                 source = [o for o in others if masks[o][cells].any()] if cross.any() else [m]
                 pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4)
-                matrix = get_modality_matrix(model.adata, spec)
-                matrix = matrix.to_numpy() if isinstance(matrix, pd.DataFrame) else matrix
+                matrix = model.get_modality_data(m)
                 obs = _dense(matrix[idx])
                 if spec.kind == "atac":
                     px, py, unit = (obs > 0).mean(0), pred.mean(0), "accessibility"

@@ -90,7 +90,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         likelihoods: dict[str, str] | None = None,
         modality_weights: dict[str, float] | None = None,
         modality_dropout: float = 0.3,
-        consistency_weight: float = 1.0,
+        consistency_weight: float = 0.0,
         dispersion: str = "gene",
     ):
         user_data = adata
@@ -221,6 +221,22 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             raise ValueError(f"{what} names unknown modalities {sorted(unknown)}; "
                              f"the model has {self.modality_names}.")
 
+    def get_modality_masks(self, adata=None) -> dict[str, np.ndarray]:
+        """Boolean availability mask of each modality, for ``adata`` (default: the training data).
+
+        For a MuData the rows follow the model's view (``model.adata.obs_names``).
+        """
+        adata = self._validate_anndata(adata)
+        return {s.name: read_mask(adata, s) for s in self.specs}
+
+    def get_modality_data(self, modality: str, adata=None):
+        """The registered raw matrix of ``modality`` (sparse or dense, as stored; zeros where missing)."""
+        self._check_modalities([modality], "modality")
+        adata = self._validate_anndata(adata)
+        spec = next(s for s in self.specs if s.name == modality)
+        matrix = get_modality_matrix(adata, spec)
+        return matrix.to_numpy() if isinstance(matrix, pd.DataFrame) else matrix
+
     # ------------------------------------------------------------------ train
     def train(
         self,
@@ -234,6 +250,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         kl_warmup_epochs: int | None = None,
         modality_weights: dict | None = None,
         alignment_weight: float = 0.0,
+        alignment_on: str = "batch",
         early_stopping: bool = False,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -263,7 +280,10 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         modality_weights
             ``{modality: weight}`` or ``epoch -> {modality: weight}`` schedule.
         alignment_weight
-            Weight of the optional latent MMD between batches (0 = off).
+            Weight of the optional latent MMD alignment (0 = off).
+        alignment_on
+            Align ``"batch"``es or modality-``"availability"`` groups (see
+            :class:`~remadom.train.RemadomTrainingPlan`).
         early_stopping
             Stop when the validation ELBO stops improving (Lightning kwargs such as
             ``early_stopping_patience`` go in ``**trainer_kwargs``).
@@ -286,7 +306,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         plan = {
             "lr": lr, "weight_decay": weight_decay, "max_kl_weight": kl_weight,
             "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
-            "alignment_weight": alignment_weight, **(plan_kwargs or {}),
+            "alignment_weight": alignment_weight, "alignment_on": alignment_on, **(plan_kwargs or {}),
         }
         if precision is not None:
             trainer_kwargs["precision"] = precision

@@ -68,7 +68,7 @@ class RemadomModule(BaseModuleClass):
         n_continuous_cov: int = 0,
         modality_weights: dict[str, float] | None = None,
         modality_dropout: float = 0.3,
-        consistency_weight: float = 1.0,
+        consistency_weight: float = 0.0,
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
     ):
@@ -247,6 +247,16 @@ class RemadomModule(BaseModuleClass):
             total = total + kl * single[0]
         return total * multi
 
+    @staticmethod
+    def alignment_groups(tensors: dict, observed: torch.Tensor, alignment_on: str) -> torch.Tensor | None:
+        """Group of each cell for the MMD alignment: its batch, or its set of observed modalities."""
+        if alignment_on == "batch":
+            return tensors.get(REGISTRY_KEYS.BATCH_KEY)
+        if alignment_on == "availability":
+            bits = 2 ** torch.arange(observed.shape[0], device=observed.device, dtype=observed.dtype)
+            return (observed * bits.unsqueeze(1)).sum(0).long()
+        raise ValueError(f"alignment_on={alignment_on!r}; use 'batch' or 'availability'.")
+
     def loss(
         self,
         tensors: dict,
@@ -255,6 +265,7 @@ class RemadomModule(BaseModuleClass):
         kl_weight: float = 1.0,
         modality_weights: dict[str, float] | None = None,
         alignment_weight: float = 0.0,
+        alignment_on: str = "batch",
     ) -> LossOutput:
         """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms."""
         x = inference_outputs["x_dense"]
@@ -277,9 +288,9 @@ class RemadomModule(BaseModuleClass):
             extra["consistency"] = cons.mean().detach()
         loss = per_cell.mean()
         if alignment_weight > 0:
-            batch_index = tensors.get(REGISTRY_KEYS.BATCH_KEY)
-            if batch_index is not None:
-                align = batch_mmd(inference_outputs["qz_m"], batch_index)
+            groups = self.alignment_groups(tensors, observed, alignment_on)
+            if groups is not None:
+                align = batch_mmd(inference_outputs["qz_m"], groups)
                 loss = loss + alignment_weight * align
                 extra["mmd"] = align.detach()
         return LossOutput(

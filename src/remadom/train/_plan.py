@@ -28,6 +28,11 @@ class RemadomTrainingPlan(TrainingPlan):
         Weight of the latent MMD between batches (0 = off). Useful when batches are
         strongly confounded with biology-free technical shifts that the conditional
         decoders do not remove; it can erase real differences, so keep it small.
+    alignment_on
+        ``"batch"``: MMD between batches. ``"availability"``: MMD between groups of cells
+        with different sets of observed modalities (e.g. RNA-only vs paired), which pulls
+        single-modality cohorts onto the paired cells when their cell-type composition
+        is comparable.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``weight_decay``,
         ``n_epochs_kl_warmup``, ``max_kl_weight``, ``reduce_lr_on_plateau``...).
@@ -39,12 +44,15 @@ class RemadomTrainingPlan(TrainingPlan):
         *,
         modality_weights: dict | WeightSchedule | None = None,
         alignment_weight: float = 0.0,
+        alignment_on: str = "batch",
         **kwargs,
     ):
         super().__init__(module, **kwargs)
+        if alignment_on not in ("batch", "availability"):
+            raise ValueError(f"alignment_on={alignment_on!r}; use 'batch' or 'availability'.")
         self.modality_weight_schedule = modality_weights
         self.alignment_weight = alignment_weight
-        self.loss_kwargs.update({"alignment_weight": alignment_weight})
+        self.loss_kwargs.update({"alignment_weight": alignment_weight, "alignment_on": alignment_on})
 
     def _current_modality_weights(self) -> dict | None:
         schedule = self.modality_weight_schedule
