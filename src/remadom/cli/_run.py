@@ -202,7 +202,9 @@ class Run:
         try:
             model = model_cls(data.data, n_latent=cfg.model.n_latent, n_hidden=cfg.model.n_hidden,
                               n_layers=cfg.model.n_layers, dropout_rate=cfg.model.dropout_rate,
-                              likelihoods=cfg.model.likelihoods)
+                              likelihoods=cfg.model.likelihoods, modality_dropout=cfg.model.modality_dropout,
+                              consistency_weight=cfg.model.consistency_weight,
+                              dispersion=cfg.model.dispersion)
         except (ValueError, KeyError) as e:
             raise ConfigurationError(f"cannot build the model: {e}", "Check the model section of the config.") from e
         self.model = model
@@ -281,6 +283,7 @@ class Run:
             max_epochs=cfg.optim.max_epochs, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
             batch_size=cfg.optim.batch_size, kl_weight=cfg.schedule.kl_weight,
             kl_warmup_epochs=cfg.schedule.kl_warmup_epochs, modality_weights=cfg.schedule.modality_weights,
+            alignment_weight=cfg.schedule.alignment_weight, alignment_on=cfg.schedule.alignment_on,
             early_stopping=cfg.optim.early_stopping, accelerator=cfg.trainer.accelerator,
             devices=cfg.trainer.devices, precision=cfg.trainer.precision, datasplitter_kwargs=splitter,
             **trainer_kwargs,

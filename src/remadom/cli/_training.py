@@ -18,8 +18,12 @@ import math
 import os
 import tempfile
 
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from scvi.dataloaders import DataSplitter
 from scvi.train import SaveCheckpoint, Trainer, TrainRunner
@@ -130,9 +134,73 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+class _RunCSVWriter(ExperimentWriter):
+    """Lightning's CSV experiment writer that keeps the rows of earlier sessions of the run.
+
+    Lightning deletes an existing ``metrics.csv`` when its writer starts, so a resumed
+    session would lose the epochs trained before the interruption. This writer reads the
+    existing file instead, drops the earlier rows of any epoch the new session logs again
+    (an epoch that was interrupted after ``last.ckpt`` is redone), and rewrites the whole
+    file (earlier rows, then the new ones) atomically at each save.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self._rows: pd.DataFrame | None = None
+        self._trimmed = False
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if os.path.isfile(path) and os.path.getsize(path) > 0:
+            try:
+                self._rows = pd.read_csv(path)
+            except pd.errors.EmptyDataError:
+                self._rows = None
+
+    def save(self) -> None:
+        """Write earlier and new rows to ``metrics.csv``."""
+        if not self.metrics:
+            return
+        new = pd.DataFrame(self.metrics)
+        self.metrics = []
+        rows = self._rows
+        if rows is not None and not self._trimmed:
+            self._trimmed = True
+            if "epoch" in rows and "epoch" in new and new["epoch"].notna().any():
+                rows = rows[~(rows["epoch"] >= new["epoch"].min())]
+        rows = new if rows is None or rows.empty else pd.concat([rows, new], ignore_index=True)
+        for col in ("epoch", "step"):  # keep integer columns integer through the concatenation
+            if col in rows and rows[col].notna().all():
+                rows[col] = rows[col].astype("int64")
+        rows = rows[sorted(rows.columns)]
+        self._rows = rows
+        os.makedirs(self.log_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.log_dir, prefix=".tmp_", suffix=".csv")
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                rows.to_csv(fh, index=False)
+            os.replace(tmp, self.metrics_file_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+class RunCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume (see :class:`_RunCSVWriter`)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _RunCSVWriter:
+        """The run's CSV writer."""
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _RunCSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def make_loggers(run_dir):
-    """scvi-tools' in-memory logger (``model.history``) plus a Lightning ``CSVLogger`` in ``logs/``."""
-    from lightning.pytorch.loggers import CSVLogger
+    """scvi-tools' in-memory logger (``model.history``) plus a :class:`RunCSVLogger` in ``logs/``."""
     from scvi.train._logger import SimpleLogger
 
     class _CopyingSimpleLogger(SimpleLogger):
@@ -140,7 +208,7 @@ def make_loggers(run_dir):
         def log_metrics(self, metrics, step=None):
             super().log_metrics(dict(metrics), step)
 
-    return [_CopyingSimpleLogger(), CSVLogger(save_dir=os.fspath(run_dir), name="logs", version="")]
+    return [_CopyingSimpleLogger(), RunCSVLogger(save_dir=os.fspath(run_dir), name="logs", version="")]
 
 
 def make_checkpoint_callback(dirpath, monitor: str) -> ModelCheckpoint:

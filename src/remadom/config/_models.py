@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import inspect
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..model import REMADOM
+
+
+def _default(method, name: str):
+    """Default of ``name`` in ``method``'s signature: model defaults live in the model only."""
+    return inspect.signature(method).parameters[name].default
 
 Likelihood = Literal["nb", "zinb", "poisson", "bernoulli", "nbmixture", "gaussian"]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
@@ -76,21 +85,30 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Architecture of :class:`remadom.REMADOM`."""
 
-    n_latent: int = Field(20, gt=0)
-    n_hidden: int = Field(256, gt=0)
-    n_layers: int = Field(2, gt=0)
-    dropout_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    n_latent: int = Field(_default(REMADOM.__init__, "n_latent"), gt=0)
+    n_hidden: int = Field(_default(REMADOM.__init__, "n_hidden"), gt=0)
+    n_layers: int = Field(_default(REMADOM.__init__, "n_layers"), gt=0)
+    dropout_rate: float = Field(_default(REMADOM.__init__, "dropout_rate"), ge=0.0, lt=1.0)
     likelihoods: dict[str, Likelihood] | None = Field(
         None, description="Per-modality likelihood; null uses the model's default per modality kind."
     )
+    modality_dropout: float = Field(
+        _default(REMADOM.__init__, "modality_dropout"), ge=0.0, lt=1.0,
+        description="Probability of hiding each observed modality from the encoder on multi-modal cells.",
+    )
+    consistency_weight: float = Field(
+        _default(REMADOM.__init__, "consistency_weight"), ge=0.0,
+        description="Weight of the unimodal-to-joint posterior consistency term (experimental).",
+    )
+    dispersion: Literal["gene", "gene-batch", "gene-cell"] = _default(REMADOM.__init__, "dispersion")
 
 
 class OptimConfig(_Section):
     """Optimizer and stopping."""
 
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(1e-6, ge=0.0)
-    batch_size: int = Field(256, gt=0)
+    lr: float = Field(_default(REMADOM.train, "lr"), gt=0.0)
+    weight_decay: float = Field(_default(REMADOM.train, "weight_decay"), ge=0.0)
+    batch_size: int = Field(_default(REMADOM.train, "batch_size"), gt=0)
     max_epochs: int = Field(100, gt=0)
     early_stopping: bool = False
     early_stopping_patience: int = Field(10, gt=0)
@@ -102,8 +120,15 @@ class ScheduleConfig(_Section):
     kl_warmup_epochs: int | None = Field(
         None, ge=0, description="Epochs of linear KL warm-up; null: a quarter of max_epochs (at most 50)."
     )
-    kl_weight: float = Field(1.0, ge=0.0, description="Final KL weight (beta).")
+    kl_weight: float = Field(_default(REMADOM.train, "kl_weight"), ge=0.0, description="Final KL weight (beta).")
     modality_weights: dict[str, float] | None = Field(None, description="{modality: reconstruction weight}.")
+    alignment_weight: float = Field(
+        _default(REMADOM.train, "alignment_weight"), ge=0.0, description="Weight of the latent MMD alignment (0: off)."
+    )
+    alignment_on: Literal["batch", "availability"] = Field(
+        _default(REMADOM.train, "alignment_on"),
+        description="Align batches, or groups of cells with different sets of observed modalities.",
+    )
 
 
 class TrainerConfig(_Section):

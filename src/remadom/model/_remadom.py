@@ -85,7 +85,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         adata,
         n_latent: int = 20,
         n_hidden: int = 256,
-        n_layers: int = 2,
+        n_layers: int = 1,
         dropout_rate: float = 0.1,
         likelihoods: dict[str, str] | None = None,
         modality_weights: dict[str, float] | None = None,

@@ -62,7 +62,7 @@ class RemadomModule(BaseModuleClass):
         n_batch: int = 0,
         n_latent: int = 20,
         n_hidden: int = 256,
-        n_layers: int = 2,
+        n_layers: int = 1,
         dropout_rate: float = 0.1,
         n_cats_per_cov: Sequence[int] | None = None,
         n_continuous_cov: int = 0,
