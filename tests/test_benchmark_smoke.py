@@ -6,15 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA  # ../shared/data or $REMADOM_DATA_DIR
 BMMC_CITE = DATA / "bmmc_cite_neurips2021_starter.h5mu"
 
-pytestmark = [
-    pytest.mark.realdata,
-    pytest.mark.skipif(not BMMC_CITE.exists(), reason="shared data not available"),
-]
+needs_bmmc = pytest.mark.skipif(not BMMC_CITE.exists(), reason=f"{BMMC_CITE} is absent (set $REMADOM_DATA_DIR)")
 
 
 @pytest.fixture
@@ -25,6 +23,8 @@ def bench(monkeypatch):
     return run
 
 
+@pytest.mark.realdata
+@needs_bmmc
 def test_mosaic3_scenario_hides_and_keeps_truth(bench):
     import mudata as md
     from _scenarios import build_scenario, padded_mudata
@@ -49,6 +49,8 @@ def test_mosaic3_scenario_hides_and_keeps_truth(bench):
     assert pad.mod["adt"].X[scn.hidden_idx("adt")].sum() == 0
 
 
+@pytest.mark.realdata
+@needs_bmmc
 def test_runner_smoke(bench, tmp_path):
     """Runs the runner end to end (1 epoch, 120 cells, no scIB metrics) - only checks it completes."""
     import remadom

@@ -102,6 +102,10 @@ def test_minimal_config_end_to_end(tmp_path):
     assert manifest["environment"]["torch"] == torch.__version__
     assert main(["manifest", "validate", str(run_dir)]) == 0
 
+    try:
+        import scib_metrics  # noqa: F401
+    except ImportError:  # `remadom evaluate` needs the eval extra
+        return
     assert main(["evaluate", str(run_dir)]) == 0
     scores = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert scores and all(v is None or np.isfinite(v) for v in scores.values())
@@ -133,6 +137,32 @@ def test_resume_reaches_the_same_weights(tmp_path):
     manifest = json.loads((resumed / "manifest.json").read_text())
     assert manifest["sessions"] == 2 and manifest["resumed_from"].endswith("last.ckpt")
     assert manifest["metrics"]["epochs_trained"] == 4
+
+
+@needs_core
+@needs_mock
+def test_resume_keeps_earlier_epochs_in_metrics_csv(tmp_path):
+    """A resumed session appends to logs/metrics.csv instead of replacing it (Lightning deletes it)."""
+    cfg, raw = _tiny_config(tmp_path, "optim.max_epochs=4", "logging.figure_every=1")
+    run_dir = run_training(cfg, raw, progress_bar=False, extra_callbacks=[StopAfter(2)])
+    metrics_csv = run_dir / "logs" / "metrics.csv"
+    assert sorted(pd.read_csv(metrics_csv)["epoch"].dropna().astype(int).unique()) == [0, 1]
+    assert run_training(cfg, raw, progress_bar=False, resume=str(run_dir)) == run_dir
+
+    metrics = pd.read_csv(metrics_csv)
+    assert sorted(metrics["epoch"].dropna().astype(int).unique()) == [0, 1, 2, 3]
+    per_epoch = metrics.groupby("epoch").last()
+    for col in ("elbo_train", "elbo_validation"):
+        assert per_epoch[col].notna().all(), col
+    # no epoch logged twice (rows of an epoch the resumed session redid are dropped)
+    assert (metrics.dropna(subset=["elbo_train"]).groupby("epoch").size() == 1).all()
+    assert (metrics["step"].diff().dropna() >= 0).all()
+    from remadom.cli._figures import epoch_metrics
+
+    assert epoch_metrics(metrics_csv)["epoch"].tolist() == [0, 1, 2, 3]
+    assert (run_dir / "figures" / "loss_curves.png").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["metrics"]["epochs_trained"] == 4 and manifest["sessions"] == 2
 
 
 @needs_core

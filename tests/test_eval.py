@@ -238,11 +238,11 @@ def test_plot_umap_does_not_mutate_input(rng):
 
 @pytest.mark.realdata
 def test_evaluate_model_on_bmmc_multiome(rng):
-    from pathlib import Path
+    from conftest import SHARED_DATA
 
     import remadom
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "bmmc_multiome_neurips2021_starter.h5mu"
+    path = SHARED_DATA / "bmmc_multiome_neurips2021_starter.h5mu"
     if not path.exists():
         pytest.skip("shared data not available")
     if not hasattr(remadom, "REMADOM"):

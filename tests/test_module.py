@@ -93,8 +93,17 @@ def test_loss_output_terms_and_shapes():
     assert set(loss.reconstruction_loss) == {"rna", "atac", "adt"}
     assert loss.kl_local["kl_z"].shape == (N,)
     assert inf["z"].shape == (N, 3)
-    assert {"nll_rna", "nll_atac", "nll_adt", "consistency"} <= set(loss.extra_metrics)
+    assert {"nll_rna", "nll_atac", "nll_adt"} <= set(loss.extra_metrics)
+    assert "consistency" not in loss.extra_metrics  # the consistency term is off by default
     assert torch.isfinite(loss.loss)
+
+
+def test_consistency_term_is_logged_when_enabled():
+    module = make_module(consistency_weight=0.5)
+    module.train()
+    _, _, loss = module(make_tensors())
+    assert "consistency" in loss.extra_metrics
+    assert torch.isfinite(loss.extra_metrics["consistency"]) and torch.isfinite(loss.loss)
 
 
 def test_modality_dropout_keeps_at_least_one_observed():
