@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except RemadomCLIError as e:
         return _report(e, e.exit_code, debug)
+    except ImportError as e:
+        return _report(RemadomCLIError(f"a required package is missing: {e}.",
+                                       "Install the extra it names, e.g. pip install 'remadom[eval]'."),
+                       EXIT_ENVIRONMENT, debug)
     except KeyboardInterrupt:
         print("\nInterrupted. Continue with: remadom train --config <config> --resume auto", file=sys.stderr)
         return 130
