@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from ._atomic import atomic_write
 
 MANIFEST_VERSION = 1
 #: JSON Schema of the manifest, shipped with the package and mirrored in schema/manifest.v1.json.
@@ -19,21 +19,8 @@ MANIFEST_SCHEMA_RESOURCE = "manifest.v1.json"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp_{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    return atomic_write(path, lambda fh: fh.write(text))
 
 
 def utc_now() -> str:

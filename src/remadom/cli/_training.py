@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import pandas as pd
 import torch
@@ -29,6 +28,7 @@ from scvi.dataloaders import DataSplitter
 from scvi.train import SaveCheckpoint, Trainer, TrainRunner
 from torch.utils.data import RandomSampler
 
+from ._atomic import atomic_write
 from ._errors import TrainingFailure
 
 
@@ -118,20 +118,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         """Save atomically: readers see the old file or the complete new one, never a partial one."""
-        path = os.fspath(path)
-        folder = os.path.dirname(path) or "."
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".ckpt")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(path, lambda fh: torch.save(checkpoint, fh), binary=True)
 
 
 class _RunCSVWriter(ExperimentWriter):
@@ -174,16 +161,7 @@ class _RunCSVWriter(ExperimentWriter):
                 rows[col] = rows[col].astype("int64")
         rows = rows[sorted(rows.columns)]
         self._rows = rows
-        os.makedirs(self.log_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.log_dir, prefix=".tmp_", suffix=".csv")
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                rows.to_csv(fh, index=False)
-            os.replace(tmp, self.metrics_file_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(self.metrics_file_path, lambda fh: rows.to_csv(fh, index=False))
 
 
 class RunCSVLogger(CSVLogger):
