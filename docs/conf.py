@@ -151,10 +151,10 @@ def _copy_tutorials(app) -> None:
 
 
 def _skip_framework_members(app, what, name, obj, skip, options):
-    """Leave out members inherited from ``torch.nn.Module`` and Lightning (documented upstream)."""
+    """Leave out members inherited from ``torch.nn.Module``, Lightning and pydantic (documented upstream)."""
     target = obj.fget if isinstance(obj, property) else obj
     module = getattr(target, "__module__", None) or ""
-    if module.split(".")[0] in {"torch", "lightning", "pytorch_lightning"}:
+    if module.split(".")[0] in {"torch", "lightning", "pytorch_lightning", "pydantic", "pydantic_core"}:
         return True
     try:
         from torch.nn import Module
@@ -175,7 +175,8 @@ def _data_docstring_from_source(app, what, name, obj, options, lines):
     """
     if what not in ("data", "attribute") or "." not in name:
         return
-    type_doc = (type(obj).__doc__ or "").strip()
+    type_doc = type(obj).__doc__
+    type_doc = type_doc.strip() if isinstance(type_doc, str) else ""
     if lines and "\n".join(lines).strip() != type_doc:
         return
     from sphinx.pycode import ModuleAnalyzer
