@@ -31,6 +31,7 @@ from ._validation import (
 
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
 
 _SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "extra_modalities", "mask_keys", "likelihoods")
 

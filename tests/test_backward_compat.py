@@ -1,0 +1,17 @@
+"""A model saved by REMADOM 0.1.0 must keep loading and give the same latent."""
+
+from pathlib import Path
+
+import numpy as np
+from conftest import make_mosaic_adata
+
+from remadom import REMADOM
+
+SAVED = Path(__file__).parent / "data" / "tiny_model_0.1.0"
+
+
+def test_model_saved_by_0_1_0_loads_with_same_latent():
+    adata = make_mosaic_adata(n=60, seed=3)  # the data it was trained on (see tests/data/README.md)
+    model = REMADOM.load(SAVED, adata=adata)
+    np.testing.assert_allclose(model.get_latent_representation(), np.load(SAVED / "latent.npy"), rtol=1e-5, atol=1e-6)
+    assert model.modality_names == ["rna", "atac", "adt"]
