@@ -6,9 +6,8 @@ ignored setting.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import inspect
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
