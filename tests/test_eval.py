@@ -266,3 +266,12 @@ def test_evaluate_model_on_bmmc_multiome(rng):
     assert res["n_availability_groups"] == 2
     for k in ("total", "modality_mixing", "foscttm_rna_atac"):
         assert 0.0 <= res[k] <= 1.0
+
+
+def test_umap_embedding_beyond_scanpy_dense_limit():
+    # regression: scanpy's sparse-neighbour path (> 4,096 cells) failed with scipy >= 1.17
+    from remadom.eval import umap_embedding
+
+    z = np.random.default_rng(0).normal(size=(4200, 4)).astype(np.float32)
+    emb = umap_embedding(z)
+    assert emb.shape == (4200, 2) and np.isfinite(emb).all()

@@ -19,7 +19,11 @@ def _figure(n_panels: int, panel_size: float = 4.0):
 
 
 def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
-    """2-D UMAP of a latent, computed with scanpy on a private AnnData.
+    """2-D UMAP of a latent, with umap-learn (scanpy's layout defaults: ``min_dist=0.5``).
+
+    umap-learn is called directly rather than through ``scanpy.pp.neighbors``: scanpy 1.11's
+    sparse-neighbour path fails with scipy >= 1.17 (``csr_array`` has no ``getnnz``) as soon
+    as there are more than 4,096 cells.
 
     Parameters
     ----------
@@ -35,17 +39,11 @@ def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     numpy.ndarray
         ``(n_cells, 2)``.
     """
-    import anndata as ad
-    import scanpy as sc
+    import umap
 
     z = np.array(z, dtype=np.float32, copy=True)
-    adata = ad.AnnData(np.zeros((z.shape[0], 0), dtype=np.float32))
-    adata.obsm["X_latent"] = z
-    sc.pp.neighbors(
-        adata, use_rep="X_latent", n_neighbors=min(n_neighbors, z.shape[0] - 1), random_state=seed
-    )
-    sc.tl.umap(adata, random_state=seed)
-    return np.asarray(adata.obsm["X_umap"])
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=0.5, random_state=seed)
+    return np.asarray(reducer.fit_transform(z))
 
 
 def plot_umap(
