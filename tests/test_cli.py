@@ -61,13 +61,14 @@ def _state(run_dir):
 # --------------------------------------------------------------- end to end
 @needs_core
 @needs_mock
-def test_minimal_config_end_to_end(tmp_path):
+def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     """configs/minimal.yaml (shortened) writes every artifact and the ELBO decreases."""
     sets = [*TINY[:6], "optim.max_epochs=6", "logging.snapshot_every=3", "data.mock.n_cells=200"]
-    code = main(["train", "--config", str(ROOT / "configs" / "minimal.yaml"), "--save-dir", str(tmp_path),
+    monkeypatch.chdir(tmp_path)  # a relative save_dir, as in the shipped configs
+    code = main(["train", "--config", str(ROOT / "configs" / "minimal.yaml"), "--save-dir", "runs",
                  "--no-progress", *[a for s in sets for a in ("--set", s)]])
     assert code == 0
-    (run_dir,) = list(tmp_path.iterdir())
+    (run_dir,) = list((tmp_path / "runs").iterdir())
     assert re.fullmatch(r"\d{8}T\d{6}Z_minimal", run_dir.name)
     for rel in ("config_raw.yaml", "config_resolved.yaml", "splits/train.csv", "splits/val.csv",
                 "checkpoints/last.ckpt", "logs/metrics.csv", "model/model.pt", "latent.h5ad",

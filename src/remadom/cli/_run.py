@@ -184,7 +184,7 @@ class Run:
         cfg = self.config
         _check_environment(cfg)
         model_cls = require_model()
-        run_dir = self.run_dir = self._prepare_dir()
+        run_dir = self.run_dir = self._prepare_dir().resolve()
         self.run_id = self.run_id or f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
         if self.ckpt_path is None:
