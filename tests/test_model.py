@@ -141,3 +141,11 @@ def test_unknown_alignment_target_errors(mosaic_adata):
     REMADOM.setup_anndata(mosaic_adata, **KEYS)
     with pytest.raises(ValueError, match="alignment_on"):
         REMADOM(mosaic_adata, **SMALL).train(max_epochs=1, alignment_weight=1.0, alignment_on="donor")
+
+
+def test_bf16_mixed_precision_trains_on_cpu(mosaic_adata):
+    REMADOM.setup_anndata(mosaic_adata, **KEYS)
+    model = REMADOM(mosaic_adata, **SMALL)
+    model.train(max_epochs=2, batch_size=32, precision="bf16-mixed", accelerator="cpu", enable_progress_bar=False)
+    assert np.isfinite(model.history["elbo_train"].to_numpy().astype(float)).all()
+    assert np.isfinite(model.get_latent_representation()).all()
