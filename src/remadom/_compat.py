@@ -7,15 +7,11 @@ rename breaks this file only.
 from __future__ import annotations
 
 from scvi.model.base._save_load import _load_saved_files  # noqa: F401  (private in scvi-tools)
-
-try:  # scvi-tools >= 1.2
-    from scvi.model.base._constants import SAVE_KEYS  # noqa: F401
-except ImportError:  # pragma: no cover
-    SAVE_KEYS = None
+from scvi.train._logger import SimpleLogger  # noqa: F401  (private in scvi-tools)
 
 try:
     from scvi.model.base._base_model import _SETUP_ARGS_KEY  # noqa: F401
 except ImportError:  # pragma: no cover
     from scvi.data._constants import _SETUP_ARGS_KEY  # noqa: F401
 
-__all__ = ["_load_saved_files", "SAVE_KEYS", "_SETUP_ARGS_KEY"]
+__all__ = ["_load_saved_files", "SimpleLogger", "_SETUP_ARGS_KEY"]

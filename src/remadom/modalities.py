@@ -95,6 +95,11 @@ class ModalitySpec:
         return self.likelihood in COUNT_LIKELIHOODS
 
     @property
+    def is_binary(self) -> bool:
+        """Whether the likelihood models presence/absence (values are binarized)."""
+        return self.likelihood == "bernoulli"
+
+    @property
     def encoder_input(self) -> str:
         """Encoder input transform; a Gaussian likelihood on counts implies CLR."""
         if self.likelihood == "gaussian" and self.kind == "adt":

@@ -148,7 +148,7 @@ class ImputationSnapshot(Callback):
                 pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4)
                 matrix = model.get_modality_data(m)
                 obs = _dense(matrix[idx])
-                if spec.kind == "atac":
+                if spec.is_binary:
                     px, py, unit = (obs > 0).mean(0), pred.mean(0), "accessibility"
                 else:
                     px, py, unit = _normalize(obs).mean(0), np.log1p(pred).mean(0), "log1p norm."

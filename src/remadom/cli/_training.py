@@ -179,7 +179,7 @@ class RunCSVLogger(CSVLogger):
 
 def make_loggers(run_dir):
     """scvi-tools' in-memory logger (``model.history``) plus a :class:`RunCSVLogger` in ``logs/``."""
-    from scvi.train._logger import SimpleLogger
+    from remadom._compat import SimpleLogger
 
     class _CopyingSimpleLogger(SimpleLogger):
         # scvi's logger pops "epoch" from the shared dict; give it a copy so the CSV keeps it

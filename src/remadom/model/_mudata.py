@@ -137,12 +137,7 @@ def mudata_to_mosaic_anndata(
         key = f"X_{name}"
         adata_kwargs["obsm"][key] = padded
         adata_kwargs["uns"][f"{name}_names"] = names
-        if name == "atac" and kinds[name] == "atac":
-            setup["atac_obsm_key"] = key
-        elif name == "adt" and kinds[name] == "adt":
-            setup["adt_obsm_key"] = key
-        else:
-            extra[name] = {"obsm_key": key, "kind": kinds[name]}
+        extra[name] = {"obsm_key": key, "kind": kinds[name]}
     if extra:
         setup["extra_modalities"] = extra
     if "X" not in adata_kwargs:

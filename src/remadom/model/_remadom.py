@@ -94,7 +94,6 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
     ):
-        user_data = adata
         if is_mudata(adata):
             adata = self._mudata_view(adata)
         super().__init__(adata)
@@ -126,7 +125,6 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "
             f"n_hidden {n_hidden}, n_layers {n_layers}, n_batch {self.summary_stats.n_batch}"
         )
-        del user_data
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
@@ -417,8 +415,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         self._check_modalities(from_modalities, "from_modalities")
         adata_view = self._validate_anndata(adata)
         self.module.eval()
-        head = self.module.heads[target]
-        scales = hasattr(head, "dispersion") or head.__class__.__name__ == "PoissonHead"
+        scales = self.module.heads[target].scales_with_library
         valid = torch.as_tensor(self._valid_decode_batches(target))
         out = []
         for tensors in self._loader(adata_view, indices, batch_size):

@@ -154,6 +154,7 @@ def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
             open_cells = np.asarray((sub > 0).sum(0)).ravel()
             stats[spec.name] = {"idf": (len(rows) / (1.0 + open_cells)).astype(np.float32)}
         else:
+            # nbmixture is a protein likelihood: tens to hundreds of features, dense is cheap
             dense = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
             low = np.percentile(dense, 25, axis=0) if len(dense) else np.zeros(dense.shape[1])
             stats[spec.name] = {"background_init": np.log1p(low).astype(np.float32)}

@@ -39,6 +39,9 @@ class LikelihoodHead(nn.Module):
         Number of batches (for per-batch parameters).
     """
 
+    #: Whether :meth:`expected` is a per-cell proportion to multiply by a library size.
+    scales_with_library = False
+
     def __init__(self, n_hidden: int, n_features: int, n_batch: int, **kwargs):
         super().__init__()
         self.n_features = n_features
@@ -71,6 +74,8 @@ def _float(params: dict) -> dict:
 
 class _ScaledCountsHead(LikelihoodHead):
     """scVI-style head: softmax scale times observed library size, gene dispersion."""
+
+    scales_with_library = True
 
     def __init__(self, n_hidden, n_features, n_batch, dispersion: str = "gene", **kwargs):
         super().__init__(n_hidden, n_features, n_batch)
