@@ -59,11 +59,33 @@ def test_poisson_matches_torch(rng):
 
 
 def test_bernoulli_matches_torch(rng):
-    head, p, x, _ = _setup("bernoulli", rng)
-    prob = torch.exp(p["log_p"])
-    ref = -torch.distributions.Bernoulli(probs=prob).log_prob((x > 0).float()).sum(-1)
-    torch.testing.assert_close(head.nll(x, p), ref, rtol=1e-4, atol=1e-4)
+    head, _, x, library = _setup("bernoulli", rng)
+    xb = head.prepare(x)
+    p = head(torch.randn(6, 4), torch.zeros(6, 1, dtype=torch.long), head.library(xb))
+    ref = -torch.distributions.Bernoulli(logits=p["logits"]).log_prob((x > 0).float()).sum(-1)
+    torch.testing.assert_close(head.nll(xb, p), ref)
     assert torch.all(head.expected(p) <= 1) and torch.all(head.expected(p) >= 0)
+
+
+def test_bernoulli_depth_enters_the_logit(rng):
+    head, _, _, _ = _setup("bernoulli", rng)
+    h = torch.randn(1, 4).repeat(2, 1)
+    p = head(h, torch.zeros(2, 1, dtype=torch.long), torch.tensor([10.0, 1000.0]))
+    slope = head.logit_layer.weight[:, -1].detach()
+    diff = p["logits"][1] - p["logits"][0]
+    torch.testing.assert_close(diff, slope * (np.log1p(1000.0) - np.log1p(10.0)))
+    # the normalized expectation does not depend on depth
+    torch.testing.assert_close(head.expected(p)[0], head.expected(p)[1])
+
+
+def test_bernoulli_prepare_binarizes_sparse_values_only():
+    x = torch.tensor([[0.0, 3.0, 0.0], [2.0, 0.0, 1.0]])
+    head = LIKELIHOODS["bernoulli"](4, 3, 1)
+    for sparse in (x.to_sparse_csr(), x.to_sparse()):
+        out = head.prepare(sparse)
+        assert out.layout == sparse.layout
+        torch.testing.assert_close(out.to_dense(), (x > 0).float())
+    torch.testing.assert_close(head.library(head.prepare(x)), torch.tensor([1.0, 2.0]))
 
 
 def test_nb_mixture_matches_manual(rng):

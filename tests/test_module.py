@@ -158,3 +158,47 @@ def test_availability_groups_encode_observed_sets():
     observed = torch.tensor([[1.0, 1, 0, 0], [1.0, 0, 1, 0], [0.0, 0, 0, 1]])
     groups = RemadomModule.alignment_groups({}, observed, "availability")
     assert groups.tolist() == [3, 1, 2, 4]
+
+
+@pytest.mark.parametrize("transform", ["log1p", "binary", "tfidf", "clr"])
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_encoder_input_sparse_equals_dense(transform, layout):
+    from remadom.nn.networks import EncoderInput
+
+    torch.manual_seed(0)
+    x = torch.poisson(torch.rand(7, 11) * 1.5)
+    x[2] = 0.0  # an all-zero (observed) row
+    enc = EncoderInput(transform, idf=torch.rand(11) + 0.5 if transform == "tfidf" else None)
+    sparse = x.to_sparse_csr() if layout == "csr" else x.to_sparse()
+    torch.testing.assert_close(enc(sparse), enc(x))
+
+
+def test_training_plan_uses_fused_adam_on_cpu():
+    from remadom.train import RemadomTrainingPlan
+
+    plan = RemadomTrainingPlan(make_module())
+    opt = plan.configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"] is True
+
+
+def test_additive_batch_effect_enters_only_the_likelihood_layer():
+    mod = make_module(batch_effect="additive")
+    for dec in mod.decoders.values():
+        # trunk sees z only; the head's first input block is the trunk's output plus a batch one-hot
+        assert dec.body.fc_layers[0][0].in_features == 3
+    assert mod.heads["rna"].scale_layer.in_features == 16 + 2
+    assert mod.heads["atac"].logit_layer.in_features == 16 + 2 + 1  # + depth
+    tensors = make_tensors()
+    _, gen, loss = mod(tensors)
+    assert torch.isfinite(loss.loss)
+    # the batch shifts the RNA log-scale by a per-gene offset that does not depend on z
+    with torch.no_grad():
+        z = torch.randn(4, 3)
+        lib = {m: torch.full((4,), 100.0) for m in mod.modality_names}
+        b0 = mod.generative(z, lib, batch_index=torch.zeros(4, 1, dtype=torch.long))["params"]["rna"]["scale"]
+        b1 = mod.generative(z, lib, batch_index=torch.ones(4, 1, dtype=torch.long))["params"]["rna"]["scale"]
+        ratio = torch.log(b1) - torch.log(b0)
+        centred = ratio - ratio.mean(-1, keepdim=True)
+        torch.testing.assert_close(centred, centred[:1].expand_as(centred), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="batch_effect"):
+        make_module(batch_effect="deep")

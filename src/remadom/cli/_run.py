@@ -204,7 +204,7 @@ class Run:
                               n_layers=cfg.model.n_layers, dropout_rate=cfg.model.dropout_rate,
                               likelihoods=cfg.model.likelihoods, modality_dropout=cfg.model.modality_dropout,
                               consistency_weight=cfg.model.consistency_weight,
-                              dispersion=cfg.model.dispersion)
+                              dispersion=cfg.model.dispersion, batch_effect=cfg.model.batch_effect)
         except (ValueError, KeyError) as e:
             raise ConfigurationError(f"cannot build the model: {e}", "Check the model section of the config.") from e
         self.model = model

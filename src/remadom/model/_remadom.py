@@ -69,6 +69,10 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         Weight of the unimodal-to-joint posterior consistency term.
     dispersion
         ``"gene"``, ``"gene-batch"`` or ``"gene-cell"`` for count likelihoods.
+    batch_effect
+        ``"nonlinear"`` (batch is an input of the decoders' hidden layer, as in scVI) or
+        ``"additive"`` (a per-feature, per-batch offset in the likelihood's last layer only).
+        See :class:`~remadom.module.RemadomModule`.
 
     Examples
     --------
@@ -93,6 +97,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         modality_dropout: float = 0.3,
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
+        batch_effect: str = "nonlinear",
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -119,6 +124,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             modality_dropout=modality_dropout,
             consistency_weight=consistency_weight,
             dispersion=dispersion,
+            batch_effect=batch_effect,
             modality_stats=modality_statistics(adata, self.specs),
         )
         self._model_summary_string = (

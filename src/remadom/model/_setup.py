@@ -140,19 +140,24 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
 
 
 def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
-    """Initialization statistics: ATAC inverse document frequency, ADT background level."""
+    """Initialization statistics: ATAC inverse document frequency and mean log depth, ADT background."""
     stats = {}
     for spec in specs:
-        if spec.encoder_input != "tfidf" and spec.likelihood != "nbmixture":
+        if spec.encoder_input != "tfidf" and spec.likelihood not in ("nbmixture", "bernoulli"):
             continue
         matrix = get_modality_matrix(adata, spec)
         if hasattr(matrix, "to_numpy"):
             matrix = matrix.to_numpy()
         rows = _observed_rows(adata, spec)
         sub = matrix[rows]
-        if spec.encoder_input == "tfidf":
-            open_cells = np.asarray((sub > 0).sum(0)).ravel()
-            stats[spec.name] = {"idf": (len(rows) / (1.0 + open_cells)).astype(np.float32)}
+        if spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli":
+            binary = sub > 0
+            open_cells = np.asarray(binary.sum(0)).ravel()
+            n_open = np.asarray(binary.sum(1)).ravel()
+            stats[spec.name] = {
+                "idf": (len(rows) / (1.0 + open_cells)).astype(np.float32),
+                "log_depth_ref": float(np.log1p(n_open).mean()) if len(n_open) else 0.0,
+            }
         else:
             # nbmixture is a protein likelihood: tens to hundreds of features, dense is cheap
             dense = sub.toarray() if sp.issparse(sub) else np.asarray(sub)

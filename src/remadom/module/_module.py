@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
@@ -20,6 +21,11 @@ from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_exp
 
 def _rows(mask: torch.Tensor) -> torch.Tensor:
     return mask.nonzero(as_tuple=True)[0]
+
+
+def _take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``t[rows]`` for the sorted, unique ``rows`` of :func:`_rows`, without a copy when all are taken."""
+    return t if rows.numel() == t.shape[0] else t[rows]
 
 
 class RemadomModule(BaseModuleClass):
@@ -51,6 +57,12 @@ class RemadomModule(BaseModuleClass):
         or more modalities.
     dispersion
         Dispersion of the count likelihoods: ``"gene"``, ``"gene-batch"`` or ``"gene-cell"``.
+    batch_effect
+        How batch enters the decoders. ``"nonlinear"``: the batch one-hot is an input of the
+        decoder's hidden layer (scVI). ``"additive"``: it is an input of the last (likelihood)
+        layer only, i.e. a per-feature, per-batch offset of the logit / log-scale; the decoder
+        cannot remap the latent space per batch, which keeps batches that lack a modality
+        aligned with the others.
     modality_stats
         Per-modality data statistics used at initialization (``idf`` for ATAC,
         ``background_init`` for the ADT mixture).
@@ -71,6 +83,7 @@ class RemadomModule(BaseModuleClass):
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
+        batch_effect: str = "nonlinear",
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -87,7 +100,12 @@ class RemadomModule(BaseModuleClass):
                              f"the model has {self.modality_names}.")
         self.modality_weights = {m: float(weights.get(m, 1.0)) for m in self.modality_names}
         stats = modality_stats or {}
-        decoder_cats = [n_batch] + list(n_cats_per_cov or [])
+        if batch_effect not in ("nonlinear", "additive"):
+            raise ValueError(f"batch_effect={batch_effect!r}; use 'nonlinear' or 'additive'.")
+        self.batch_effect = batch_effect
+        # additive: the batch one-hot joins the likelihood layer's input instead of the trunk's
+        self.n_batch_offsets = n_batch if batch_effect == "additive" and n_batch > 1 else 0
+        decoder_cats = ([n_batch] if batch_effect == "nonlinear" else []) + list(n_cats_per_cov or [])
 
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
@@ -103,8 +121,8 @@ class RemadomModule(BaseModuleClass):
                 n_hidden=n_hidden, n_layers=n_layers,
             )
             self.heads[spec.name] = LIKELIHOODS[spec.likelihood](
-                n_hidden, self.n_features[spec.name], n_batch, dispersion=dispersion,
-                background_init=mstats.get("background_init"),
+                n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch, dispersion=dispersion,
+                background_init=mstats.get("background_init"), log_depth_ref=mstats.get("log_depth_ref"),
             )
 
     # ------------------------------------------------------------------ inputs
@@ -165,7 +183,9 @@ class RemadomModule(BaseModuleClass):
         n_samples
             Number of posterior samples of ``z``.
         """
-        x = {m: to_dense(v) for m, v in x.items()}
+        # data as each likelihood scores it (ATAC binarized once, while still sparse)
+        prepared = {m: self.heads[m].prepare(v) for m, v in x.items()}
+        x = {m: to_dense(v) for m, v in prepared.items()}
         observed = self.observed_masks(x, masks)
         encode = observed
         if use_modalities is not None:
@@ -184,7 +204,8 @@ class RemadomModule(BaseModuleClass):
             rows = _rows(compute[i])
             if rows.numel() == 0:
                 continue
-            mu, lv = self.encoders[m](x[m][rows])
+            encoder = self.encoders[m]
+            mu, lv = encoder.encode(_take(encoder.input(prepared[m]), rows))
             means[i] = means[i].index_put((rows,), mu.float())
             logvars[i] = logvars[i].index_put((rows,), lv.float())
         qz_m, qz_logvar = product_of_experts(means, logvars, encode)
@@ -228,8 +249,15 @@ class RemadomModule(BaseModuleClass):
                 params[m] = None
                 continue
             cont = None if cont_covs is None else cont_covs[rows]
-            h = self.decoders[m](z[rows], batch_index[rows], *[c[rows] for c in cats], cont=cont)
-            params[m] = self.heads[m](h, batch_index[rows], library[m][rows])
+            batch_rows = batch_index[rows]
+            trunk_cats = [c[rows] for c in cats]
+            if self.batch_effect == "nonlinear":
+                trunk_cats = [batch_rows, *trunk_cats]
+            h = self.decoders[m](z[rows], *trunk_cats, cont=cont)
+            if self.n_batch_offsets:
+                onehot = F.one_hot(batch_rows.view(-1).long(), self.n_batch_offsets).to(h.dtype)
+                h = torch.cat([h, onehot], dim=-1)
+            params[m] = self.heads[m](h, batch_rows, library[m][rows])
         return {"params": params, "rows": rows_out}
 
     # -------------------------------------------------------------------- loss
@@ -277,7 +305,7 @@ class RemadomModule(BaseModuleClass):
             rows = generative_outputs["rows"][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                nll = nll.index_put((rows,), self.heads[m].nll(x[m][rows], generative_outputs["params"][m]))
+                nll = nll.index_put((rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs["params"][m]))
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
         kl = kl_to_standard_normal(inference_outputs["qz_m"], inference_outputs["qz_logvar"])

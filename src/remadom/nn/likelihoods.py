@@ -51,8 +51,12 @@ class LikelihoodHead(nn.Module):
         """Distribution parameters from hidden state ``h``."""
         raise NotImplementedError
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Data as the likelihood scores it (identity; Bernoulli binarizes). Sparse stays sparse."""
+        return x
+
     def library(self, x: torch.Tensor) -> torch.Tensor:
-        """Observed per-cell size: total counts (ATAC overrides: number of open features)."""
+        """Observed per-cell size of prepared data: total counts (number of open features for ATAC)."""
         return x.sum(-1).float()
 
     def nll(self, x: torch.Tensor, params: dict) -> torch.Tensor:
@@ -66,6 +70,16 @@ class LikelihoodHead(nn.Module):
     def sample(self, params: dict) -> torch.Tensor:
         """One draw from the observation model."""
         raise NotImplementedError
+
+
+def map_values(x: torch.Tensor, fn) -> torch.Tensor:
+    """Apply the zero-preserving element-wise ``fn`` to ``x``; on a sparse ``x`` only to its stored values."""
+    if x.layout == torch.sparse_csr:
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), fn(x.values()), x.shape, check_invariants=False)
+    if x.layout == torch.sparse_coo:
+        x = x.coalesce()
+        return torch.sparse_coo_tensor(x.indices(), fn(x.values()), x.shape, is_coalesced=True, check_invariants=False)
+    return fn(x)
 
 
 def _float(params: dict) -> dict:
@@ -156,40 +170,84 @@ class PoissonHead(_ScaledCountsHead):
 
 
 class BernoulliHead(LikelihoodHead):
-    """PeakVI-style Bernoulli for binarized accessibility.
+    """Bernoulli for binarized accessibility, with the cell's depth inside the logit.
 
-    ``p = sigmoid(decoder) * sigmoid(region_factor) * depth``, where the per-cell depth
-    factor is a learned monotone function of the cell's number of open peaks. Computed
-    in log space for stability.
+    ``logit p[c, f] = w_f . h_c + b_f + s_f * (log1p(n_open_c) - log_depth_ref)``: the
+    bias ``b_f`` is the region effect and ``s_f`` (initialized to 1) the region's
+    sensitivity to the cell's number of open features. The depth enters the last layer as
+    one extra input, so the logits come out of a single matrix product and the NLL is one
+    fused ``binary_cross_entropy_with_logits``. :meth:`expected` is the probability at the
+    reference depth (``log_depth_ref``, the mean over training cells).
+
+    Models saved by 0.1.0 development versions before this form used PeakVI's product
+    ``sigmoid(decoder) * sigmoid(region) * depth``; their state dicts are recognised on
+    load and keep that form (see :meth:`_load_from_state_dict`).
     """
 
-    def __init__(self, n_hidden, n_features, n_batch, **kwargs):
+    def __init__(self, n_hidden, n_features, n_batch, log_depth_ref: float | None = None, **kwargs):
         super().__init__(n_hidden, n_features, n_batch)
-        self.logit_layer = nn.Linear(n_hidden, n_features)
-        self.region_logit = nn.Parameter(torch.zeros(n_features))
-        self.depth_weight = nn.Parameter(torch.tensor(1.0))
-        self.depth_bias = nn.Parameter(torch.tensor(0.0))
+        self.form = "additive"
+        self.logit_layer = nn.Linear(n_hidden + 1, n_features)
+        with torch.no_grad():
+            self.logit_layer.weight[:, -1] = 1.0
+        self.register_buffer("log_depth_ref", torch.tensor(float(log_depth_ref or 0.0)))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Binarize (``x > 0``), on the stored values only when ``x`` is sparse."""
+        return map_values(x, lambda v: (v > 0).to(v.dtype))
 
     def library(self, x):
-        return (x > 0).sum(-1).float()
+        return x.sum(-1).float()
 
     def forward(self, h, batch_index, library):
+        if self.form == "product":
+            return self._forward_product(h, library)
+        depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)
+        logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
+        return {"logits": logits, "depth": depth}
+
+    def nll(self, x, params):
+        if self.form == "product":
+            return self._nll_product(x, params)
+        return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none").sum(-1)
+
+    def expected(self, params):
+        if self.form == "product":
+            return torch.exp(params["log_p_norm"])
+        slope = self.logit_layer.weight[:, -1]
+        return torch.sigmoid(params["logits"].float() - params["depth"] * slope)
+
+    def sample(self, params):
+        if self.form == "product":
+            return torch.bernoulli(torch.exp(params["log_p"].float()))
+        return torch.bernoulli(torch.sigmoid(params["logits"].float()))
+
+    # -- the PeakVI product form of models saved by earlier development versions --------------
+    _LEGACY_KEYS = ("region_logit", "depth_weight", "depth_bias")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Switch to the product form when ``state_dict`` comes from an earlier version."""
+        if f"{prefix}region_logit" in state_dict and self.form == "additive":
+            n_hidden = self.logit_layer.in_features - 1
+            self.form = "product"
+            self.logit_layer = nn.Linear(n_hidden, self.n_features)
+            self.region_logit = nn.Parameter(torch.zeros(self.n_features))
+            self.depth_weight = nn.Parameter(torch.tensor(1.0))
+            self.depth_bias = nn.Parameter(torch.tensor(0.0))
+            del self.log_depth_ref
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _forward_product(self, h, library):
         log_open = torch.log1p(library.float().view(-1, 1))
         log_depth = F.logsigmoid(self.depth_weight * (log_open - log_open.mean()) + self.depth_bias)
         log_p_norm = F.logsigmoid(self.logit_layer(h).float()) + F.logsigmoid(self.region_logit)
         return {"log_p_norm": log_p_norm, "log_p": log_p_norm + log_depth}
 
-    def nll(self, x, params):
+    @staticmethod
+    def _nll_product(x, params):
         log_p = params["log_p"].float().clamp(max=-1e-6)
         log_1mp = torch.log(-torch.expm1(log_p))
-        xb = (x > 0).float()
-        return -(xb * log_p + (1.0 - xb) * log_1mp).sum(-1)
-
-    def expected(self, params):
-        return torch.exp(params["log_p_norm"])
-
-    def sample(self, params):
-        return torch.bernoulli(torch.exp(params["log_p"].float()))
+        return -(x * log_p + (1.0 - x) * log_1mp).sum(-1)
 
 
 class NegativeBinomialMixtureHead(LikelihoodHead):

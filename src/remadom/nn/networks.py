@@ -6,7 +6,7 @@ import torch
 from scvi.nn import FCLayers
 from torch import nn
 
-from .likelihoods import clr
+from .likelihoods import clr, map_values
 
 
 def to_dense(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,9 @@ class EncoderInput(nn.Module):
             self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the transform to dense ``x``."""
+        """Apply the transform; a sparse ``x`` is transformed on its stored values, then densified."""
+        if x.layout != torch.strided:
+            return to_dense(self._sparse(x))
         if self.transform == "log1p":
             return torch.log1p(x)
         if self.transform == "clr":
@@ -50,6 +52,21 @@ class EncoderInput(nn.Module):
             return binary
         tf = binary / binary.sum(-1, keepdim=True).clamp(min=1.0)
         return torch.log1p(tf * self.idf * 1e4)
+
+    def _sparse(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transform == "clr":
+            return clr(to_dense(x))
+        if self.transform == "log1p":
+            return map_values(x, torch.log1p)
+        binary = map_values(x, lambda v: (v > 0).to(torch.float32))
+        if self.transform == "binary":
+            return binary
+        coo = binary.to_sparse_coo().coalesce()
+        rows, cols = coo.indices()
+        values = coo.values()
+        n_open = values.new_zeros(coo.shape[0]).index_add_(0, rows, values).clamp(min=1.0)
+        tfidf = torch.log1p(values / n_open[rows] * self.idf[cols] * 1e4)
+        return torch.sparse_coo_tensor(coo.indices(), tfidf, coo.shape, is_coalesced=True, check_invariants=False)
 
 
 class GaussianExpertEncoder(nn.Module):
@@ -100,8 +117,12 @@ class GaussianExpertEncoder(nn.Module):
         self.logvar = nn.Linear(n_hidden, n_latent)
 
     def forward(self, x: torch.Tensor, *cat_list, cont=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(mean, logvar)`` for raw values ``x``."""
-        h = self.body(self.input(x), *cat_list, cont=cont)
+        """Return ``(mean, logvar)`` for raw values ``x`` (dense or sparse)."""
+        return self.encode(self.input(x), *cat_list, cont=cont)
+
+    def encode(self, x_in: torch.Tensor, *cat_list, cont=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(mean, logvar)`` for already transformed input ``x_in`` (see :attr:`input`)."""
+        h = self.body(x_in, *cat_list, cont=cont)
         return self.mean(h), self.logvar(h)
 
 
