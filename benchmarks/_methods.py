@@ -7,46 +7,18 @@ methods train for exactly ``cfg.epochs`` epochs.
 
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from _method_api import MethodOutput, MethodUnavailable, RunConfig, _epochs_run, _other
+from _methods_external import _chromosome_chunks, _clr, fit_midas, fit_multigrate  # noqa: F401
 from _scenarios import Scenario, padded_mudata
 
-
-class MethodUnavailable(Exception):
-    """The method cannot run here (not installed, or the scenario is outside its scope)."""
-
-
-@dataclass
-class RunConfig:
-    epochs: int
-    batch_size: int = 256
-    seed: int = 0
-    accelerator: str = "auto"
-
-
-@dataclass
-class MethodOutput:
-    latent: np.ndarray  # joint latent of the evaluated cells
-    latent_single: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> latent of paired cells
-    imputed: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> prediction for hidden cells
-    train_time_s: float = float("nan")
-    epochs_run: int = 0
-    eval_idx: np.ndarray | None = None  # positions in scn.mdata of evaluated cells (None = all)
-    notes: list[str] = field(default_factory=list)
-
-
-def _other(scn: Scenario, m: str) -> str:
-    return next(x for x in scn.modalities if x != m)
-
-
-def _epochs_run(model, fallback: int) -> int:
-    hist = getattr(model, "history", None) or {}
-    for key in ("elbo_train", "reconstruction_loss_train", "train_loss_epoch"):
-        if key in hist:
-            return len(hist[key])
-    return fallback
+HERE = Path(__file__).resolve().parent
 
 
 # --- REMADOM -------------------------------------------------------------------------------------
@@ -202,25 +174,6 @@ def fit_totalvi(scn: Scenario, cfg: RunConfig) -> MethodOutput:
     return out
 
 
-# --- optional third-party methods ----------------------------------------------------------------
-
-
-def fit_multigrate(scn: Scenario, cfg: RunConfig) -> MethodOutput:
-    try:
-        import multigrate  # noqa: F401
-    except ImportError as err:
-        raise MethodUnavailable("multigrate is not installed") from err
-    raise MethodUnavailable("multigrate adapter not written yet")
-
-
-def fit_midas(scn: Scenario, cfg: RunConfig) -> MethodOutput:
-    try:
-        import scmidas  # noqa: F401
-    except ImportError as err:
-        raise MethodUnavailable("scmidas is not installed") from err
-    raise MethodUnavailable("MIDAS adapter not written yet")
-
-
 _PACKAGES = {
     "remadom": "remadom",
     "multivi": "scvi",
@@ -228,19 +181,90 @@ _PACKAGES = {
     "multigrate": "multigrate",
     "midas": "scmidas",
 }
+_DISTRIBUTIONS = {"remadom": "remadom", "multivi": "scvi-tools", "totalvi": "scvi-tools"}
+_SETUP_SCRIPTS = {
+    "multigrate": "benchmarks/envs/setup_multigrate.sh",
+    "midas": "benchmarks/envs/setup_midas.sh",
+}
+
+
+def python_env_var(method: str) -> str:
+    return f"REMADOM_BENCH_PYTHON_{method.upper()}"
+
+
+def method_python(method: str) -> str | None:
+    """Interpreter for ``method``'s worker, or None for the current one.
+
+    ``$REMADOM_BENCH_PYTHON_<METHOD>`` when set, else ``benchmarks/.venvs/<method>/bin/python``
+    when it exists (what ``benchmarks/envs/setup_<method>.sh`` creates).
+    """
+    env = os.environ.get(python_env_var(method))
+    if env:
+        return env
+    venv = HERE / ".venvs" / method / "bin" / "python"
+    return str(venv) if venv.exists() else None
+
+
+def _not_installed(method: str) -> str:
+    msg = f"{_PACKAGES.get(method, method)} is not installed"
+    if method in _SETUP_SCRIPTS:
+        msg += f": run bash {_SETUP_SCRIPTS[method]}"
+    return msg
+
+
+@functools.cache
+def _import_problem(python: str, package: str) -> str | None:
+    """Why ``import package`` fails in interpreter ``python`` (None when it works)."""
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return f"interpreter {python} not found"
+    try:
+        proc = subprocess.run(
+            [python, "-c", f"import {package}"], capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        return f"`import {package}` timed out in {python}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return f"`import {package}` failed in {python}: {last[:200]}"
+    return None
 
 
 def precheck(method: str, modalities: list[str]) -> str | None:
-    """Cheap reason why ``method`` cannot run on data with ``modalities`` (None if it may run)."""
+    """Cheap reason why ``method`` cannot run on data with ``modalities`` (None if it may run).
+
+    Availability is checked in the interpreter that will run the method (``method_python``).
+    """
     import importlib.util
 
     if method not in METHODS:
         return f"unknown method {method!r}"
-    if importlib.util.find_spec(_PACKAGES[method]) is None:
-        return f"{_PACKAGES[method]} is not installed"
+    python = method_python(method)
+    if python is None:
+        if importlib.util.find_spec(_PACKAGES[method]) is None:
+            return _not_installed(method)
+    else:
+        problem = _import_problem(python, _PACKAGES[method])
+        if problem is not None:
+            if os.environ.get(python_env_var(method)):
+                problem = problem.replace(python, f"${python_env_var(method)}={python}", 1)
+            return f"{_not_installed(method)} ({problem})"
     if method == "totalvi" and set(modalities) != {"rna", "adt"}:
         return "TOTALVI needs RNA+ADT data"
     return None
+
+
+def method_versions(method: str) -> dict[str, str]:
+    """Versions of the packages a run used (read inside the worker's interpreter)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "scvi-tools", _DISTRIBUTIONS.get(method, _PACKAGES[method])):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 METHODS = {

@@ -4,6 +4,9 @@
                              [--data-dir ../shared/data] [--out benchmarks/results]
 
 Each (scenario, method) runs in its own subprocess, so its peak RSS (``ru_maxrss``) is its own.
+A method with its own interpreter (``$REMADOM_BENCH_PYTHON_<METHOD>``, else
+``benchmarks/.venvs/<method>/bin/python`` as made by ``benchmarks/envs/setup_<method>.sh``; used by
+Multigrate and MIDAS, whose pins clash with the main environment) runs its worker there.
 Writes ``<out>/<date>/<scenario>__<method>.json``, ``<out>/<date>/results.md`` and refreshes the
 table in ``benchmarks/README.md``.
 """
@@ -75,7 +78,7 @@ def run_one(
     import numpy as np
     import scvi
     import torch
-    from _methods import METHODS, MethodUnavailable, RunConfig
+    from _methods import METHODS, MethodUnavailable, RunConfig, method_versions
     from _scenarios import KIND, build_scenario
 
     scvi.settings.seed = seed
@@ -93,6 +96,7 @@ def run_one(
         n_cells=int(scn.mdata.n_obs),
         n_features={m: int(scn.mdata.mod[m].n_vars) for m in scn.modalities},
         rss_after_load_mb=_rss_mb(),
+        versions=method_versions(method),
     )
     cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     if cuda:
@@ -312,7 +316,7 @@ def main(argv=None) -> int:
         _report(results, out_dir, command, args.no_readme)
         return 0
 
-    from _methods import precheck
+    from _methods import method_python, precheck
     from _scenarios import DATASETS, SCENARIOS
 
     scenarios = args.scenarios or suite["scenarios"]
@@ -331,7 +335,7 @@ def main(argv=None) -> int:
                 results.append(res)
                 continue
             cmd = [
-                sys.executable,
+                method_python(method) or sys.executable,
                 str(Path(__file__).resolve()),
                 "--worker",
                 scenario,

@@ -1,0 +1,43 @@
+"""What every benchmark method adapter takes and returns (see ``_methods.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from _scenarios import Scenario
+
+
+class MethodUnavailable(Exception):
+    """The method cannot run here (not installed, or the scenario is outside its scope)."""
+
+
+@dataclass
+class RunConfig:
+    epochs: int
+    batch_size: int = 256
+    seed: int = 0
+    accelerator: str = "auto"
+
+
+@dataclass
+class MethodOutput:
+    latent: np.ndarray  # joint latent of the evaluated cells
+    latent_single: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> latent of paired cells
+    imputed: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> prediction for hidden cells
+    train_time_s: float = float("nan")
+    epochs_run: int = 0
+    eval_idx: np.ndarray | None = None  # positions in scn.mdata of evaluated cells (None = all)
+    notes: list[str] = field(default_factory=list)
+
+
+def _other(scn: Scenario, m: str) -> str:
+    return next(x for x in scn.modalities if x != m)
+
+
+def _epochs_run(model, fallback: int) -> int:
+    hist = getattr(model, "history", None) or {}
+    for key in ("elbo_train", "reconstruction_loss_train", "train_loss_epoch"):
+        if key in hist:
+            return len(hist[key])
+    return fallback

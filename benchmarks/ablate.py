@@ -1,0 +1,108 @@
+"""Ablations of REMADOM settings on one benchmark scenario.
+
+    python benchmarks/ablate.py --scenario snare_mosaic3 --n-cells 3000 --epochs 30 \\
+        --variant default '{}' \\
+        --variant hidden128 '{"model": {"n_hidden": 128}}' \\
+        --variant avail_mmd '{"train": {"alignment_on": "availability", "alignment_weight": 1.0}}'
+
+A variant is a name and a JSON object with ``model`` (``REMADOM(...)`` arguments), ``train``
+(``model.train(...)`` arguments) and ``encoder_input`` (``{modality: transform}``). Every variant
+trains on the same scenario and seed; the script prints one table row per variant:
+
+* ``transfer[<group>]``: accuracy of a 15-NN classifier trained on the paired cells' joint latent
+  and applied to each single-modality group (do single-modality cells land on the paired cells of
+  their cell type?);
+* ``mixing``: modality-mixing score (:func:`remadom.eval.modality_mixing`);
+* ``foscttm``: between the single-modality latents of the paired cells;
+* ``imputation``: ATAC AUROC / RNA or ADT per-feature Pearson of the hidden modalities;
+* ``s/epoch``: training time per epoch.
+
+Results are also written as JSON lines to ``--out`` (default ``benchmarks/results/ablations.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def run_variant(scn, name: str, spec: dict, epochs: int, seed: int) -> dict:
+    import numpy as np
+    import scvi
+    from _scenarios import KIND
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from remadom import REMADOM
+    from remadom.eval import availability_groups, foscttm, imputation_metrics, modality_mixing
+
+    scvi.settings.seed = seed
+    mdata = scn.mdata.copy()
+    REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
+    model = REMADOM(mdata, **spec.get("model", {}))
+    for m, transform in spec.get("encoder_input", {}).items():
+        model.module.encoders[m].input.transform = transform
+    t0 = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=256, early_stopping=False, **spec.get("train", {}))
+    train_s = time.perf_counter() - t0
+    z = model.get_latent_representation()
+    labels = scn.mdata.obs[scn.labels_key].astype(str).to_numpy()
+    groups = availability_groups(scn.masks)
+    paired = scn.paired_idx
+    res = {"variant": name, "spec": spec, "scenario": scn.name, "n_cells": int(scn.mdata.n_obs)}
+    res["epochs"], res["s_per_epoch"] = epochs, train_s / epochs
+    knn = KNeighborsClassifier(15).fit(z[paired], labels[paired])
+    for g in sorted(set(groups)):
+        idx = np.flatnonzero(groups == g)
+        if "+" not in g and idx.size:
+            res[f"transfer[{g}]"] = float((knn.predict(z[idx]) == labels[idx]).mean())
+    res["mixing"] = modality_mixing(z, groups, labels)["modality_mixing"]
+    if paired.size > 1:
+        single = [model.get_latent_representation(indices=paired, modalities=[m]) for m in scn.modalities]
+        res["foscttm"] = foscttm(*single)
+    for m in scn.truth:
+        other = next(x for x in scn.modalities if x != m)
+        pred = model.impute(m, from_modalities=[other], indices=scn.hidden_idx(m), library_size=1e4)
+        met = imputation_metrics(pred, scn.truth[m].X, KIND[m], seed=seed)
+        key = "auroc" if "auroc" in met else "pearson_feature_mean"
+        res[f"impute[{m}].{key}"] = met[key]
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="snare_mosaic3")
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--n-cells", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    p.add_argument("--out", default=str(HERE / "results" / "ablations.jsonl"))
+    args = p.parse_args(argv)
+
+    from _scenarios import build_scenario
+
+    scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells, seed=args.seed)
+    rows = []
+    for name, spec in args.variant:
+        res = run_variant(scn, name, json.loads(spec), args.epochs, args.seed)
+        rows.append(res)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(json.dumps({k: v for k, v in res.items() if k != "spec"}), flush=True)
+    keys = [k for k in rows[0] if k not in ("variant", "spec", "scenario", "n_cells", "epochs")]
+    print("\n| variant | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
+    for r in rows:
+        vals = [f"{r.get(k):.3f}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
+        print(f"| {r['variant']} | " + " | ".join(vals) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
