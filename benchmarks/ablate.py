@@ -6,7 +6,8 @@
         --variant avail_mmd '{"train": {"alignment_on": "availability", "alignment_weight": 1.0}}'
 
 A variant is a name and a JSON object with ``model`` (``REMADOM(...)`` arguments), ``train``
-(``model.train(...)`` arguments) and ``encoder_input`` (``{modality: transform}``). Every variant
+(``model.train(...)`` arguments), ``encoder_input`` (``{modality: transform}``) and
+``product_form_heads`` (modalities whose Bernoulli head uses PeakVI's product form). Every variant
 trains on the same scenario and seed; the script prints one table row per variant:
 
 * ``transfer[<group>]``: accuracy of a 15-NN classifier trained on the paired cells' joint latent
@@ -47,6 +48,8 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int) -> dict:
     model = REMADOM(mdata, **spec.get("model", {}))
     for m, transform in spec.get("encoder_input", {}).items():
         model.module.encoders[m].input.transform = transform
+    for m in spec.get("product_form_heads", []):  # PeakVI's product form for the Bernoulli head
+        model.module.heads[m].use_product_form()
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=256, early_stopping=False, **spec.get("train", {}))
     train_s = time.perf_counter() - t0

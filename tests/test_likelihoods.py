@@ -112,3 +112,10 @@ def test_nll_is_float32_under_bf16_inputs(rng, name):
     p16 = {k: v.to(torch.bfloat16) for k, v in p.items()}
     out = head.nll(x, p16)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_bernoulli_starts_from_the_observed_open_rate():
+    rate = torch.tensor([0.01, 0.2, 0.5])
+    head = LIKELIHOODS["bernoulli"](4, 3, 1, open_rate=rate, log_depth_ref=2.0)
+    p = head(torch.zeros(2, 4), torch.zeros(2, 1, dtype=torch.long), torch.full((2,), np.expm1(2.0)))
+    torch.testing.assert_close(torch.sigmoid(p["logits"]), rate.expand(2, -1), atol=1e-5, rtol=1e-4)

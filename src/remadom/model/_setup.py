@@ -140,22 +140,30 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
 
 
 def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
-    """Initialization statistics: ATAC inverse document frequency and mean log depth, ADT background."""
+    """Initialization statistics: mean feature proportions (count likelihoods), ATAC inverse document
+    frequency, open rate and mean log depth, ADT background level."""
     stats = {}
     for spec in specs:
-        if spec.encoder_input != "tfidf" and spec.likelihood not in ("nbmixture", "bernoulli"):
+        scaled = spec.likelihood in ("nb", "zinb", "poisson")
+        if spec.encoder_input != "tfidf" and spec.likelihood not in ("nbmixture", "bernoulli") and not scaled:
             continue
         matrix = get_modality_matrix(adata, spec)
         if hasattr(matrix, "to_numpy"):
             matrix = matrix.to_numpy()
         rows = _observed_rows(adata, spec)
         sub = matrix[rows]
-        if spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli":
+        if scaled:
+            lib = np.asarray(sub.sum(1)).ravel().astype(np.float64)
+            inv = np.divide(1.0, lib, out=np.zeros_like(lib), where=lib > 0)
+            share = sp.diags(inv) @ sub if sp.issparse(sub) else np.asarray(sub) * inv[:, None]
+            stats[spec.name] = {"mean_proportion": np.asarray(share.mean(0)).ravel().astype(np.float32)}
+        elif spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli":
             binary = sub > 0
             open_cells = np.asarray(binary.sum(0)).ravel()
             n_open = np.asarray(binary.sum(1)).ravel()
             stats[spec.name] = {
                 "idf": (len(rows) / (1.0 + open_cells)).astype(np.float32),
+                "open_rate": (open_cells / max(len(rows), 1)).astype(np.float32),
                 "log_depth_ref": float(np.log1p(n_open).mean()) if len(n_open) else 0.0,
             }
         else:

@@ -123,6 +123,8 @@ class RemadomModule(BaseModuleClass):
             self.heads[spec.name] = LIKELIHOODS[spec.likelihood](
                 n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch, dispersion=dispersion,
                 background_init=mstats.get("background_init"), log_depth_ref=mstats.get("log_depth_ref"),
+                open_rate=mstats.get("open_rate"),
+                mean_proportion=mstats.get("mean_proportion"),
             )
 
     # ------------------------------------------------------------------ inputs

@@ -91,7 +91,9 @@ class _ScaledCountsHead(LikelihoodHead):
 
     scales_with_library = True
 
-    def __init__(self, n_hidden, n_features, n_batch, dispersion: str = "gene", **kwargs):
+    def __init__(
+        self, n_hidden, n_features, n_batch, dispersion: str = "gene", mean_proportion=None, **kwargs
+    ):
         super().__init__(n_hidden, n_features, n_batch)
         if dispersion not in ("gene", "gene-batch", "gene-cell"):
             raise ValueError(
@@ -99,6 +101,10 @@ class _ScaledCountsHead(LikelihoodHead):
             )
         self.dispersion = dispersion
         self.scale_layer = nn.Linear(n_hidden, n_features)
+        if mean_proportion is not None:  # start from the observed mean profile, not a uniform one
+            with torch.no_grad():
+                share = torch.as_tensor(mean_proportion, dtype=torch.float32)
+                self.scale_layer.bias.copy_(torch.log(share + 1e-3 / n_features))
         if dispersion == "gene":
             self.log_theta = nn.Parameter(torch.randn(n_features))
         elif dispersion == "gene-batch":
@@ -184,12 +190,23 @@ class BernoulliHead(LikelihoodHead):
     load and keep that form (see :meth:`_load_from_state_dict`).
     """
 
-    def __init__(self, n_hidden, n_features, n_batch, log_depth_ref: float | None = None, **kwargs):
+    def __init__(
+        self,
+        n_hidden,
+        n_features,
+        n_batch,
+        log_depth_ref: float | None = None,
+        open_rate: torch.Tensor | None = None,
+        **kwargs,
+    ):
         super().__init__(n_hidden, n_features, n_batch)
         self.form = "additive"
         self.logit_layer = nn.Linear(n_hidden + 1, n_features)
         with torch.no_grad():
             self.logit_layer.weight[:, -1] = 1.0
+            if open_rate is not None:  # start from each feature's observed open rate, not p = 0.5
+                rate = torch.as_tensor(open_rate, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+                self.logit_layer.bias.copy_(torch.logit(rate))
         self.register_buffer("log_depth_ref", torch.tensor(float(log_depth_ref or 0.0)))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,14 +245,18 @@ class BernoulliHead(LikelihoodHead):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Switch to the product form when ``state_dict`` comes from an earlier version."""
         if f"{prefix}region_logit" in state_dict and self.form == "additive":
-            n_hidden = self.logit_layer.in_features - 1
-            self.form = "product"
-            self.logit_layer = nn.Linear(n_hidden, self.n_features)
-            self.region_logit = nn.Parameter(torch.zeros(self.n_features))
-            self.depth_weight = nn.Parameter(torch.tensor(1.0))
-            self.depth_bias = nn.Parameter(torch.tensor(0.0))
-            del self.log_depth_ref
+            self.use_product_form()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def use_product_form(self) -> None:
+        """Re-initialize this head in the PeakVI product form (earlier models; ablations)."""
+        n_hidden = self.logit_layer.in_features - 1
+        self.form = "product"
+        self.logit_layer = nn.Linear(n_hidden, self.n_features)
+        self.region_logit = nn.Parameter(torch.zeros(self.n_features))
+        self.depth_weight = nn.Parameter(torch.tensor(1.0))
+        self.depth_bias = nn.Parameter(torch.tensor(0.0))
+        del self.log_depth_ref
 
     def _forward_product(self, h, library):
         log_open = torch.log1p(library.float().view(-1, 1))
