@@ -380,7 +380,13 @@ def main(argv=None) -> int:
 
 
 def _report(results: list[dict], out_dir: Path, command: str, no_readme: bool) -> None:
-    table = markdown_table(results)
+    from _targets import targets_table
+
+    table = (
+        markdown_table(results)
+        + "\n\n### Targets (computed from the rows above)\n\n"
+        + targets_table(results)
+    )
     info = machine_info()
     (out_dir / "results.md").write_text(
         f"# Benchmark results\n\nCommand: `{command}`\n\nMachine: {info}\n\n{table}\n"

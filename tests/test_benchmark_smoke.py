@@ -87,3 +87,29 @@ def test_markdown_table_handles_skipped_runs(bench):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_targets_table_compares_with_the_best_peer(bench):
+    from _targets import targets_table
+
+    def run(method, bio, fos, auroc, base, cells_s, rss, scenario="snare_mosaic3"):
+        return {
+            "scenario": scenario, "method": method, "status": "ok",
+            "latent": {"bio_conservation": bio, "batch_correction": 0.5},
+            "modality_mixing": {"ilisi_modality": 0.1},
+            "foscttm_rna_atac": fos,
+            "imputation": {"atac": {"model": {"auroc": auroc}, "mean_profile_baseline": {"auroc": base}}},
+            "cells_per_s": cells_s, "peak_rss_mb": rss, "rss_after_load_mb": 700.0, "load_avg_1m": 2.0,
+        }
+
+    table = targets_table([
+        run("remadom", 0.60, 0.10, 0.80, 0.70, 400.0, 1000.0),
+        run("multivi", 0.65, 0.30, 0.60, 0.70, 100.0, 1000.0),
+        run("midas", 0.50, 0.05, 0.70, 0.70, 50.0, 900.0),
+    ])
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "❌ 0.600 vs 0.650 (multivi)" in rows["bio conservation ≥ best peer"]
+    assert "❌ 0.100 vs 0.050 (midas)" in rows["FOSCTTM ≤ best peer"]  # lower is better
+    assert "✅ 0.800 vs 0.700 (midas)" in rows["ATAC AUROC ≥ best peer"]
+    assert "✅ atac AUROC 0.800 vs 0.700" in table
+    assert "**4.00×** MULTIVI (✅" in table and "**1.00×** (❌" in table
