@@ -149,3 +149,22 @@ def test_bf16_mixed_precision_trains_on_cpu(mosaic_adata):
     model.train(max_epochs=2, batch_size=32, precision="bf16-mixed", accelerator="cpu", enable_progress_bar=False)
     assert np.isfinite(model.history["elbo_train"].to_numpy().astype(float)).all()
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_training_minibatches_reach_the_module_sparse(monkeypatch):
+    """scvi-tools' splitter densifies sparse batches; REMADOM's keeps ATAC sparse for the module."""
+    import torch
+
+    adata = make_mosaic_adata(n=64)
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    layouts = []
+    original = type(model.module).inference
+
+    def spy(self, x, masks, **kw):
+        layouts.append(x["atac"].layout)
+        return original(self, x, masks, **kw)
+
+    monkeypatch.setattr(type(model.module), "inference", spy)
+    model.train(max_epochs=1, batch_size=32, enable_progress_bar=False)
+    assert layouts and all(layout == torch.sparse_csr for layout in layouts)

@@ -18,7 +18,7 @@ from scvi.utils import setup_anndata_dsp
 
 from .. import _compat
 from ..module import RemadomModule
-from ..train import RemadomTrainingPlan
+from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
 from ._validation import (
@@ -84,6 +84,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
 
     _module_cls = RemadomModule
     _training_plan_cls = RemadomTrainingPlan
+    _data_splitter_cls = SparseBatchDataSplitter
 
     def __init__(
         self,

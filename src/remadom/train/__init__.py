@@ -1,3 +1,4 @@
 from ._plan import RemadomTrainingPlan
+from ._splitter import SparseBatchDataSplitter
 
-__all__ = ["RemadomTrainingPlan"]
+__all__ = ["RemadomTrainingPlan", "SparseBatchDataSplitter"]

@@ -1,0 +1,19 @@
+"""Data splitter that keeps sparse minibatches sparse until the module has used them."""
+
+from __future__ import annotations
+
+from scvi.dataloaders import DataSplitter
+
+
+class SparseBatchDataSplitter(DataSplitter):
+    """:class:`scvi.dataloaders.DataSplitter` that hands sparse minibatches to the module as they are.
+
+    scvi-tools' splitter densifies every sparse tensor right after the transfer to the device.
+    :class:`~remadom.module.RemadomModule` binarizes ATAC and computes its encoder inputs
+    (``log1p``, TF-IDF) on the stored values of a sparse minibatch and densifies afterwards, which
+    skips element-wise passes over the mostly-zero peak matrix.
+    """
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Leave sparse tensors sparse (the module densifies them)."""
+        return batch
