@@ -75,7 +75,9 @@ def test_runner_smoke(bench, tmp_path):
         assert res["epochs_run"] == 1
         assert res["peak_rss_mb"] > 0
     table = (day / "results.md").read_text()
-    assert table.count("| bmmc_cite_mosaic3 |") == len(methods)
+    rows = [line for line in table.splitlines() if line.startswith("| bmmc_cite_mosaic3 |")]
+    assert len(rows) == len(methods)
+    assert "### Targets" in table and "| target | bmmc_cite_mosaic3 |" in table
 
 
 def test_markdown_table_handles_skipped_runs(bench):

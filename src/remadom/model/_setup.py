@@ -140,8 +140,11 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
 
 
 def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
-    """Initialization statistics: mean feature proportions (count likelihoods), ATAC inverse document
-    frequency, open rate and mean log depth, ADT background level."""
+    """Initialization statistics of each modality, computed on its observed cells.
+
+    Mean feature proportions (count likelihoods), ATAC inverse document frequency, open rate and
+    mean log depth, ADT background level.
+    """
     stats = {}
     for spec in specs:
         scaled = spec.likelihood in ("nb", "zinb", "poisson")
