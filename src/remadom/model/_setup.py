@@ -16,6 +16,7 @@ from scvi.data.fields import (
 
 from .._constants import mask_key, modality_key
 from ..modalities import MODALITY_KINDS, ModalitySpec
+from ..nn.likelihoods import LIKELIHOODS
 from ._validation import RemadomSetupError, get_modality_matrix, read_mask
 
 _MAX_CELLS_FOR_STATS = 20_000
@@ -147,8 +148,9 @@ def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
     """
     stats = {}
     for spec in specs:
-        scaled = spec.likelihood in ("nb", "zinb", "poisson")
-        if spec.encoder_input != "tfidf" and spec.likelihood not in ("nbmixture", "bernoulli") and not scaled:
+        scaled = LIKELIHOODS[spec.likelihood].scales_with_library  # NB / ZINB / Poisson
+        binary = spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli"
+        if not (scaled or binary or spec.likelihood == "nbmixture"):
             continue
         matrix = get_modality_matrix(adata, spec)
         if hasattr(matrix, "to_numpy"):
@@ -160,10 +162,10 @@ def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
             inv = np.divide(1.0, lib, out=np.zeros_like(lib), where=lib > 0)
             share = sp.diags(inv) @ sub if sp.issparse(sub) else np.asarray(sub) * inv[:, None]
             stats[spec.name] = {"mean_proportion": np.asarray(share.mean(0)).ravel().astype(np.float32)}
-        elif spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli":
-            binary = sub > 0
-            open_cells = np.asarray(binary.sum(0)).ravel()
-            n_open = np.asarray(binary.sum(1)).ravel()
+        elif binary:
+            is_open = sub > 0
+            open_cells = np.asarray(is_open.sum(0)).ravel()
+            n_open = np.asarray(is_open.sum(1)).ravel()
             stats[spec.name] = {
                 "idf": (len(rows) / (1.0 + open_cells)).astype(np.float32),
                 "open_rate": (open_cells / max(len(rows), 1)).astype(np.float32),

@@ -82,6 +82,11 @@ def map_values(x: torch.Tensor, fn) -> torch.Tensor:
     return fn(x)
 
 
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    """``x > 0`` in ``x``'s dtype; on a sparse ``x`` computed on its stored values only."""
+    return map_values(x, lambda v: (v > 0).to(v.dtype))
+
+
 def _float(params: dict) -> dict:
     return {k: (v.float() if torch.is_tensor(v) else v) for k, v in params.items()}
 
@@ -211,7 +216,7 @@ class BernoulliHead(LikelihoodHead):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Binarize (``x > 0``), on the stored values only when ``x`` is sparse."""
-        return map_values(x, lambda v: (v > 0).to(v.dtype))
+        return binarize(x)
 
     def library(self, x):
         return x.sum(-1).float()
@@ -240,8 +245,6 @@ class BernoulliHead(LikelihoodHead):
         return torch.bernoulli(torch.sigmoid(params["logits"].float()))
 
     # -- the PeakVI product form of models saved by earlier development versions --------------
-    _LEGACY_KEYS = ("region_logit", "depth_weight", "depth_bias")
-
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Switch to the product form when ``state_dict`` comes from an earlier version."""
         if f"{prefix}region_logit" in state_dict and self.form == "additive":

@@ -6,7 +6,7 @@ import torch
 from scvi.nn import FCLayers
 from torch import nn
 
-from .likelihoods import clr, map_values
+from .likelihoods import binarize, clr, map_values
 
 
 def to_dense(x: torch.Tensor) -> torch.Tensor:
@@ -40,27 +40,24 @@ class EncoderInput(nn.Module):
             self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the transform; a sparse ``x`` is transformed on its stored values, then densified."""
-        if x.layout != torch.strided:
-            return to_dense(self._sparse(x))
-        if self.transform == "log1p":
-            return torch.log1p(x)
-        if self.transform == "clr":
-            return clr(x)
-        binary = (x > 0).to(x.dtype)
-        if self.transform == "binary":
-            return binary
-        tf = binary / binary.sum(-1, keepdim=True).clamp(min=1.0)
-        return torch.log1p(tf * self.idf * 1e4)
+        """Apply the transform; returns a dense tensor.
 
-    def _sparse(self, x: torch.Tensor) -> torch.Tensor:
+        On a sparse ``x`` the zero-preserving transforms (``log1p``, ``binary``, ``tfidf``) touch
+        only the stored values, and the result is densified once at the end.
+        """
         if self.transform == "clr":
             return clr(to_dense(x))
         if self.transform == "log1p":
-            return map_values(x, torch.log1p)
-        binary = map_values(x, lambda v: (v > 0).to(torch.float32))
+            return to_dense(map_values(x, torch.log1p))
+        binary = binarize(x)
         if self.transform == "binary":
-            return binary
+            return to_dense(binary)
+        return to_dense(self._tfidf(binary))
+
+    def _tfidf(self, binary: torch.Tensor) -> torch.Tensor:
+        if binary.layout == torch.strided:
+            tf = binary / binary.sum(-1, keepdim=True).clamp(min=1.0)
+            return torch.log1p(tf * self.idf * 1e4)
         coo = binary.to_sparse_coo().coalesce()
         rows, cols = coo.indices()
         values = coo.values()
