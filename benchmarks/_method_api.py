@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,3 +42,17 @@ def _epochs_run(model, fallback: int) -> int:
         if key in hist:
             return len(hist[key])
     return fallback
+
+
+def train_timed(model, cfg: RunConfig, **train_kwargs) -> float:
+    """``model.train`` (scvi-tools API) with the run's epochs, batch size and accelerator, early
+    stopping off; returns the wall time of training alone."""
+    t0 = time.perf_counter()
+    model.train(
+        max_epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        accelerator=cfg.accelerator,
+        early_stopping=False,
+        **train_kwargs,
+    )
+    return time.perf_counter() - t0

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
-from _method_api import MethodOutput, MethodUnavailable, RunConfig, _epochs_run, _other
+from _method_api import MethodOutput, MethodUnavailable, RunConfig, _epochs_run, _other, train_timed
 from _methods_external import _chromosome_chunks, _clr, fit_midas, fit_multigrate  # noqa: F401
 from _scenarios import Scenario, padded_mudata
 
@@ -24,7 +23,15 @@ HERE = Path(__file__).resolve().parent
 # --- REMADOM -------------------------------------------------------------------------------------
 
 
-def fit_remadom(scn: Scenario, cfg: RunConfig) -> MethodOutput:
+def fit_remadom(
+    scn: Scenario,
+    cfg: RunConfig,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    adjust_model=None,
+) -> MethodOutput:
+    """REMADOM with its defaults; ``model_kwargs``/``train_kwargs``/``adjust_model(model)`` are for
+    ablations (``benchmarks/ablate.py``), never used by ``run.py``."""
     import remadom
 
     if not hasattr(remadom, "REMADOM"):
@@ -35,12 +42,10 @@ def fit_remadom(scn: Scenario, cfg: RunConfig) -> MethodOutput:
     REMADOM.setup_mudata(
         mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key, labels_key=None
     )
-    model = REMADOM(mdata)
-    t0 = time.perf_counter()
-    model.train(
-        max_epochs=cfg.epochs, batch_size=cfg.batch_size, accelerator=cfg.accelerator, early_stopping=False
-    )
-    train_time = time.perf_counter() - t0
+    model = REMADOM(mdata, **(model_kwargs or {}))
+    if adjust_model is not None:
+        adjust_model(model)
+    train_time = train_timed(model, cfg, **(train_kwargs or {}))
     out = MethodOutput(latent=model.get_latent_representation(), train_time_s=train_time)
     out.epochs_run = _epochs_run(model, cfg.epochs)
     paired = scn.paired_idx
@@ -72,11 +77,7 @@ def fit_multivi(scn: Scenario, cfg: RunConfig) -> MethodOutput:
     mods["batch_key"] = "rna"
     scvi.model.MULTIVI.setup_mudata(pad, batch_key=scn.batch_key, modalities=mods)
     model = scvi.model.MULTIVI(pad)
-    t0 = time.perf_counter()
-    model.train(
-        max_epochs=cfg.epochs, batch_size=cfg.batch_size, accelerator=cfg.accelerator, early_stopping=False
-    )
-    train_time = time.perf_counter() - t0
+    train_time = train_timed(model, cfg)
     out = MethodOutput(latent=model.get_latent_representation(), train_time_s=train_time)
     out.epochs_run = _epochs_run(model, cfg.epochs)
     paired = scn.paired_idx
@@ -151,11 +152,7 @@ def fit_totalvi(scn: Scenario, cfg: RunConfig) -> MethodOutput:
         modalities={"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"},
     )
     model = scvi.model.TOTALVI(pad)
-    t0 = time.perf_counter()
-    model.train(
-        max_epochs=cfg.epochs, batch_size=cfg.batch_size, accelerator=cfg.accelerator, early_stopping=False
-    )
-    train_time = time.perf_counter() - t0
+    train_time = train_timed(model, cfg)
     out = MethodOutput(
         latent=model.get_latent_representation(), train_time_s=train_time, eval_idx=keep, notes=notes
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _method_api import MethodOutput, MethodUnavailable, RunConfig, _epochs_run, _other  # noqa: F401
+from _method_api import MethodOutput, MethodUnavailable, RunConfig, _epochs_run, _other, train_timed  # noqa: F401
 from _scenarios import Scenario
 
 
@@ -140,11 +140,7 @@ def fit_multigrate(scn: Scenario, cfg: RunConfig) -> MethodOutput:
             "alignment_type='marginal', modality_alignment='MMD', loss_coefs={'integ': 500} (trimodal tutorial)"
         )
     model = mtg.model.MultiVAE(adata, **model_kwargs)
-    t0 = time.perf_counter()
-    model.train(
-        max_epochs=cfg.epochs, batch_size=cfg.batch_size, accelerator=cfg.accelerator, early_stopping=False
-    )
-    train_time = time.perf_counter() - t0
+    train_time = train_timed(model, cfg)
 
     pos = adata.obs_names.get_indexer(names)  # scenario order -> row of adata
     if (pos < 0).any():

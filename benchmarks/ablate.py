@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,41 +35,42 @@ sys.path.insert(0, str(HERE))
 def run_variant(scn, name: str, spec: dict, epochs: int, seed: int) -> dict:
     import numpy as np
     import scvi
+    from _method_api import RunConfig
+    from _methods import fit_remadom
     from _scenarios import KIND
     from sklearn.neighbors import KNeighborsClassifier
 
-    from remadom import REMADOM
     from remadom.eval import availability_groups, foscttm, imputation_metrics, modality_mixing
 
+    def adjust(model):
+        for m, transform in spec.get("encoder_input", {}).items():
+            model.module.encoders[m].input.transform = transform
+        for m in spec.get("product_form_heads", []):  # PeakVI's product form for the Bernoulli head
+            model.module.heads[m].use_product_form()
+
     scvi.settings.seed = seed
-    mdata = scn.mdata.copy()
-    REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
-    model = REMADOM(mdata, **spec.get("model", {}))
-    for m, transform in spec.get("encoder_input", {}).items():
-        model.module.encoders[m].input.transform = transform
-    for m in spec.get("product_form_heads", []):  # PeakVI's product form for the Bernoulli head
-        model.module.heads[m].use_product_form()
-    t0 = time.perf_counter()
-    model.train(max_epochs=epochs, batch_size=256, early_stopping=False, **spec.get("train", {}))
-    train_s = time.perf_counter() - t0
-    z = model.get_latent_representation()
+    out = fit_remadom(
+        scn,
+        RunConfig(epochs=epochs, seed=seed),
+        model_kwargs=spec.get("model"),
+        train_kwargs=spec.get("train"),
+        adjust_model=adjust,
+    )
+    z = out.latent
     labels = scn.mdata.obs[scn.labels_key].astype(str).to_numpy()
     groups = availability_groups(scn.masks)
     paired = scn.paired_idx
     res = {"variant": name, "spec": spec, "scenario": scn.name, "n_cells": int(scn.mdata.n_obs)}
-    res["epochs"], res["s_per_epoch"] = epochs, train_s / epochs
+    res["epochs"], res["s_per_epoch"] = epochs, out.train_time_s / epochs
     knn = KNeighborsClassifier(15).fit(z[paired], labels[paired])
     for g in sorted(set(groups)):
         idx = np.flatnonzero(groups == g)
         if "+" not in g and idx.size:
             res[f"transfer[{g}]"] = float((knn.predict(z[idx]) == labels[idx]).mean())
     res["mixing"] = modality_mixing(z, groups, labels)["modality_mixing"]
-    if paired.size > 1:
-        single = [model.get_latent_representation(indices=paired, modalities=[m]) for m in scn.modalities]
-        res["foscttm"] = foscttm(*single)
-    for m in scn.truth:
-        other = next(x for x in scn.modalities if x != m)
-        pred = model.impute(m, from_modalities=[other], indices=scn.hidden_idx(m), library_size=1e4)
+    if out.latent_single:
+        res["foscttm"] = foscttm(*(out.latent_single[m] for m in scn.modalities))
+    for m, pred in out.imputed.items():
         met = imputation_metrics(pred, scn.truth[m].X, KIND[m], seed=seed)
         key = "auroc" if "auroc" in met else "pearson_feature_mean"
         res[f"impute[{m}].{key}"] = met[key]

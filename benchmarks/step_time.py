@@ -61,6 +61,7 @@ def main(argv=None) -> int:
 
     import scvi
     import torch
+    from _methods import _MULTIVI_LAYER
     from _scenarios import build_scenario, padded_mudata
 
     from remadom import REMADOM
@@ -73,9 +74,8 @@ def main(argv=None) -> int:
     mdata = scn.mdata.copy()
     REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
     rem = REMADOM(mdata, **width, **json.loads(args.remadom_kwargs))
-    layer = {"rna": "rna_layer", "atac": "atac_layer", "adt": "protein_layer"}
     pad = padded_mudata(scn)
-    mods = {layer[m]: m for m in scn.modalities}
+    mods = {_MULTIVI_LAYER[m]: m for m in scn.modalities}
     scvi.model.MULTIVI.setup_mudata(pad, batch_key=scn.batch_key, modalities={**mods, "batch_key": "rna"})
     mvi = scvi.model.MULTIVI(pad, **width)
 
