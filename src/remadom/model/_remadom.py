@@ -20,6 +20,7 @@ from .. import _compat
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
+from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
 from ._validation import (
     check_categorical_key,
@@ -36,7 +37,7 @@ warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitl
 _SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "extra_modalities", "mask_keys", "likelihoods")
 
 
-class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Mosaic multi-omic integration with a Product-of-Experts VAE.
 
     Each modality (RNA, ATAC, ADT, or generic counts) has its own encoder producing a
@@ -317,6 +318,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         if precision is not None:
             trainer_kwargs["precision"] = precision
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        trainer_kwargs = self._query_trainer_kwargs(trainer_kwargs)
         return super().train(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, train_size=train_size,
             validation_size=validation_size, batch_size=batch_size, early_stopping=early_stopping,
@@ -512,4 +514,6 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
                         f"{len(saved)} the model was trained on. Subset/reorder the data to the "
                         f"model's features: model.feature_names_[{spec.name!r}]."
                     )
-        return super().load(dir_path, adata=adata, **kwargs)
+        model = super().load(dir_path, adata=adata, **kwargs)
+        model._apply_query_state()
+        return model

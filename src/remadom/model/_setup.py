@@ -156,6 +156,8 @@ def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
         if hasattr(matrix, "to_numpy"):
             matrix = matrix.to_numpy()
         rows = _observed_rows(adata, spec)
+        if len(rows) == 0 and not binary:  # e.g. a query without this modality: keep the default initialization
+            continue
         sub = matrix[rows]
         if scaled:
             lib = np.asarray(sub.sum(1)).ravel().astype(np.float64)

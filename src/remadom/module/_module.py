@@ -17,6 +17,7 @@ from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import LIKELIHOODS
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
+from ._observed_features import restrict_to_observed_features
 
 
 def _rows(mask: torch.Tensor) -> torch.Tensor:
@@ -307,7 +308,8 @@ class RemadomModule(BaseModuleClass):
             rows = generative_outputs["rows"][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                nll = nll.index_put((rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs["params"][m]))
+                x_m, params_m = restrict_to_observed_features(self, m, _take(x[m], rows), generative_outputs["params"][m])
+                nll = nll.index_put((rows,), self.heads[m].nll(x_m, params_m))
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
         kl = kl_to_standard_normal(inference_outputs["qz_m"], inference_outputs["qz_logvar"])

@@ -1,0 +1,240 @@
+"""Align a query study's features and modalities to a trained reference (``prepare_query_*``).
+
+The user's AnnData/MuData is never modified: a new object laid out exactly as the reference
+was registered is returned. Per modality, features are matched *by name*: reordered, the
+query's extra features dropped, and the reference features the query lacks filled with zeros
+and recorded in ``uns["remadom_query"]``. :meth:`~remadom.REMADOM.load_query_data` excludes the
+filled features from the reconstruction loss (until feature-level masks exist, this is the
+only place they are marked); the encoders still see them as zeros.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ..modalities import ModalitySpec
+from ._validation import RemadomSetupError, get_modality_matrix, read_mask
+
+logger = logging.getLogger(__name__)
+
+#: ``uns`` key of a prepared query holding what alignment did (and the filled features).
+QUERY_UNS_KEY = "remadom_query"
+#: Below this share of the reference's features found in the query, alignment warns.
+MIN_FEATURE_OVERLAP = 0.8
+
+
+@dataclass(frozen=True)
+class ReferenceModality:
+    """One modality of a trained reference: how it was registered and its training features."""
+
+    spec: ModalitySpec
+    features: pd.Index
+
+
+def reference_modalities(model) -> dict[str, ReferenceModality]:
+    """The reference's modalities (spec + training features), in model order.
+
+    This is the only place reference mapping reads the reference's setup; point it at the
+    modality registry when specs and feature names live there.
+    """
+    return {s.name: ReferenceModality(s, pd.Index(np.asarray(model.feature_names_[s.name], dtype=str)))
+            for s in model.specs}
+
+
+def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[object, dict]:
+    """Columns of ``matrix`` (named ``names``) in the order of ``reference``; absent ones are zeros.
+
+    Sparse stays sparse (a column-selection product), dense stays dense.
+
+    Returns
+    -------
+    ``(aligned, report)`` where ``report`` counts found / filled / dropped features and lists the
+    filled names.
+    """
+    names = pd.Index(np.asarray(names, dtype=str))
+    if names.has_duplicates:
+        dup = names[names.duplicated()].unique()[:5].tolist()
+        raise RemadomSetupError(f"The query's {modality!r} features have duplicated names {dup}; make them unique.")
+    position = names.get_indexer(reference)
+    found = position >= 0
+    if not found.any():
+        raise RemadomSetupError(
+            f"No {modality!r} feature of the query matches the reference's {len(reference)} features "
+            f"(query e.g. {names[:3].tolist()}, reference e.g. {reference[:3].tolist()}). Use the same "
+            f"feature names (gene symbols vs. IDs?), or leave {modality!r} out of the query."
+        )
+    share = found.mean()
+    if share < MIN_FEATURE_OVERLAP:
+        warnings.warn(
+            f"The query has only {share:.0%} of the reference's {modality!r} features; the other "
+            f"{int((~found).sum())} are filled with zeros and left out of the loss, but the encoder "
+            "sees them as zeros, which can shift the latent.", UserWarning, stacklevel=3,
+        )
+    if isinstance(matrix, pd.DataFrame):
+        matrix = matrix.to_numpy()
+    if sp.issparse(matrix):
+        select = sp.csr_matrix((np.ones(found.sum(), dtype=np.float32), (position[found], np.where(found)[0])),
+                               shape=(len(names), len(reference)))
+        aligned = sp.csr_matrix(sp.csr_matrix(matrix, dtype=np.float32) @ select)
+    else:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        aligned = np.zeros((matrix.shape[0], len(reference)), dtype=np.float32)
+        aligned[:, found] = matrix[:, position[found]]
+    report = {
+        "n_reference": len(reference), "n_found": int(found.sum()), "n_filled": int((~found).sum()),
+        "n_dropped": int(len(names) - found.sum()),
+        "reordered": bool(not np.array_equal(position[found], np.sort(position[found]))),
+        "filled": reference[~found].tolist(),
+    }
+    return aligned, report
+
+
+def _query_features(adata: AnnData, spec: ModalitySpec, matrix) -> np.ndarray:
+    if spec.attr == "layers":
+        return np.asarray(adata.var_names, dtype=str)
+    if isinstance(matrix, pd.DataFrame):
+        return np.asarray(matrix.columns, dtype=str)
+    if f"{spec.name}_names" in adata.uns:
+        return np.asarray(adata.uns[f"{spec.name}_names"], dtype=str)
+    raise RemadomSetupError(
+        f"The query's {spec.name!r} matrix obsm[{spec.key!r}] has no feature names, so it cannot be aligned "
+        f"to the reference by name. Store it as a DataFrame or put the names in uns['{spec.name}_names']."
+    )
+
+
+def _carried(adata: AnnData, spec: ModalitySpec) -> bool:
+    if spec.attr == "layers":
+        return adata.n_vars > 0 if spec.key is None else spec.key in adata.layers
+    return spec.key in adata.obsm
+
+
+def _check_modality_names(names, reference: dict, ignore_unknown_modalities: bool, where: str) -> list:
+    unknown = [n for n in names if n not in reference]
+    if unknown and not ignore_unknown_modalities:
+        raise RemadomSetupError(
+            f"The query has modalities {unknown} ({where}) that the reference was never trained on "
+            f"(it has {list(reference)}). Drop them, or pass ignore_unknown_modalities=True to leave "
+            "them out with a warning."
+        )
+    if unknown:
+        warnings.warn(f"Leaving out query modalities {unknown}: the reference has no such modality.",
+                      UserWarning, stacklevel=3)
+    return [n for n in names if n in reference]
+
+
+def _log_report(report: dict) -> None:
+    for name, entry in report["modalities"].items():
+        if entry is None:
+            logger.info("query mapping: %s absent from the query (all cells marked missing)", name)
+        else:
+            logger.info("query mapping: %s %d/%d reference features found, %d filled (excluded from the loss), "
+                        "%d query-only dropped%s", name, entry["n_found"], entry["n_reference"], entry["n_filled"],
+                        entry["n_dropped"], ", reordered" if entry["reordered"] else "")
+
+
+def prepare_anndata(adata: AnnData, reference, modalities=None, ignore_unknown_modalities: bool = False) -> AnnData:
+    """New AnnData in the reference's layout; see :meth:`remadom.REMADOM.prepare_query_anndata`."""
+    ref = reference_modalities(reference)
+    if modalities is None:
+        carried = [n for n, r in ref.items() if _carried(adata, r.spec)]
+    else:
+        carried = _check_modality_names(list(modalities), ref, ignore_unknown_modalities, "modalities=")
+    if not carried:
+        raise RemadomSetupError(
+            f"The query carries none of the reference's modalities {list(ref)} at the reference's locations "
+            f"({ {n: (r.spec.attr, r.spec.key) for n, r in ref.items()} })."
+        )
+    obs = adata.obs.copy()
+    X, layers, obsm, uns = None, {}, {}, {}
+    report = {"modalities": {}}
+    for name, r in ref.items():
+        spec = r.spec
+        if name in carried:
+            if not _carried(adata, spec):
+                raise RemadomSetupError(f"modalities= names {name!r}, but the query has no {spec.attr}[{spec.key!r}].")
+            matrix = get_modality_matrix(adata, spec)
+            aligned, entry = align_features(matrix, _query_features(adata, spec, matrix), r.features, name)
+            present = read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+        else:
+            aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)
+            entry, present = None, np.zeros(adata.n_obs, dtype=bool)
+        report["modalities"][name] = entry
+        if spec.mask_key is None:
+            if not present.all():
+                raise RemadomSetupError(
+                    f"The reference registered no availability mask for {name!r} (every reference cell had it), "
+                    f"so query cells without {name!r} cannot be marked missing. Set the reference up with a mask "
+                    f"column (e.g. obs['has_{name}'] = True) to map queries that lack {name!r}."
+                )
+        else:
+            obs[spec.mask_key] = present
+        if spec.attr == "layers":
+            X = aligned
+            if spec.key is not None:
+                layers[spec.key] = aligned
+            var = pd.DataFrame(index=r.features)
+        else:
+            obsm[spec.key] = aligned
+            uns[f"{name}_names"] = np.asarray(r.features)
+    if X is None:
+        X, var = sp.csr_matrix((adata.n_obs, 0), dtype=np.float32), None
+    uns[QUERY_UNS_KEY] = report
+    _log_report(report)
+    out = AnnData(X=X, obs=obs, var=var, obsm=obsm, uns=uns)
+    for key, value in layers.items():
+        out.layers[key] = value
+    return out
+
+
+def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
+    """New MuData in the reference's layout; see :meth:`remadom.REMADOM.prepare_query_mudata`."""
+    import mudata as md
+
+    setup = getattr(reference, "mudata_setup_", None)
+    if not setup:
+        raise RemadomSetupError(
+            "The reference was registered with setup_anndata, not setup_mudata; prepare the query with "
+            "REMADOM.prepare_query_anndata (same obsm keys / layers as the reference)."
+        )
+    ref = reference_modalities(reference)
+    mod_of = dict(setup["modalities"])  # model modality name -> mdata.mod key
+    name_of = {mod: name for name, mod in mod_of.items()}
+    kept_mods = _check_modality_names(list(mdata.mod.keys()), name_of, ignore_unknown_modalities, "mdata.mod")
+    layers = {n: (setup.get("layers") or {}).get(n) for n in mod_of}
+    if "rna" in mod_of and "rna" not in (setup.get("layers") or {}):
+        layers["rna"] = setup.get("rna_layer")
+    mods, report = {}, {"modalities": {}}
+    for name, r in ref.items():
+        mod, layer = mod_of[name], layers.get(name)
+        if mod in kept_mods:
+            sub = mdata.mod[mod]
+            matrix = sub.X if layer is None else sub.layers[layer]
+            aligned, entry = align_features(matrix, sub.var_names, r.features, name)
+            obs_index = sub.obs_names
+        else:
+            aligned, entry = sp.csr_matrix((0, len(r.features)), dtype=np.float32), None
+            obs_index = pd.Index([], dtype=str)
+        report["modalities"][name] = entry
+        new = AnnData(X=aligned, obs=pd.DataFrame(index=obs_index), var=pd.DataFrame(index=r.features))
+        if layer is not None:
+            new.layers[layer] = aligned
+        mods[mod] = new
+    out = md.MuData(mods)
+    carried_cells = out.obs_names
+    missing = ~carried_cells.isin(mdata.obs_names)
+    if missing.any():  # pragma: no cover - MuData keeps mod cells in its global obs
+        raise RemadomSetupError(f"{int(missing.sum())} query cells are in a modality but not in mdata.obs.")
+    out.obs = mdata.obs.loc[carried_cells].copy()
+    for key in (setup.get("mask_keys") or {}).values():
+        if key not in out.obs:
+            out.obs[key] = True
+    out.uns[QUERY_UNS_KEY] = report
+    _log_report(report)
+    return out
