@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import data, datasets, nn
 from .modalities import MODALITY_KINDS, ModalitySpec
 from .model import REMADOM, RemadomSetupError
+from .tools import transfer_labels
 
 try:
     __version__ = version("remadom")
@@ -19,5 +20,6 @@ __all__ = [
     "data",
     "datasets",
     "nn",
+    "transfer_labels",
     "__version__",
 ]

@@ -317,6 +317,8 @@ class QueryMixin(ArchesMixin):
             prepare = cls.prepare_query_mudata if is_mudata(adata) else cls.prepare_query_anndata
             adata = prepare(adata, ref, ignore_unknown_modalities=ignore_unknown_modalities)
         report = adata.uns[QUERY_UNS_KEY]
+        if adata.n_obs == 0:
+            raise RemadomSetupError("The query has no cells.")
         view = adata
         if is_mudata(adata):
             view, _ = cls._build_mudata_view(adata, ref.mudata_setup_)
@@ -343,7 +345,8 @@ class QueryMixin(ArchesMixin):
             "trainable_entries": {k: v.cpu() for k, v in trainable.items()},
         }
         model._apply_query_state()
-        model.is_trained_ = False
+        # with nothing to train (no new batch, frozen encoders) the reference embedding is final
+        model.is_trained_ = model._reference_freeze.n_trainable == 0
         return model
 
     # ---------------------------------------------------------------- query state

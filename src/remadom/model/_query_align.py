@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..modalities import ModalitySpec
+from ._setup import feature_names
 from ._validation import RemadomSetupError, get_modality_matrix, read_mask
 
 logger = logging.getLogger(__name__)
@@ -96,19 +97,6 @@ def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[o
     return aligned, report
 
 
-def _query_features(adata: AnnData, spec: ModalitySpec, matrix) -> np.ndarray:
-    if spec.attr == "layers":
-        return np.asarray(adata.var_names, dtype=str)
-    if isinstance(matrix, pd.DataFrame):
-        return np.asarray(matrix.columns, dtype=str)
-    if f"{spec.name}_names" in adata.uns:
-        return np.asarray(adata.uns[f"{spec.name}_names"], dtype=str)
-    raise RemadomSetupError(
-        f"The query's {spec.name!r} matrix obsm[{spec.key!r}] has no feature names, so it cannot be aligned "
-        f"to the reference by name. Store it as a DataFrame or put the names in uns['{spec.name}_names']."
-    )
-
-
 def _carried(adata: AnnData, spec: ModalitySpec) -> bool:
     if spec.attr == "layers":
         return adata.n_vars > 0 if spec.key is None else spec.key in adata.layers
@@ -160,7 +148,7 @@ def prepare_anndata(adata: AnnData, reference, modalities=None, ignore_unknown_m
             if not _carried(adata, spec):
                 raise RemadomSetupError(f"modalities= names {name!r}, but the query has no {spec.attr}[{spec.key!r}].")
             matrix = get_modality_matrix(adata, spec)
-            aligned, entry = align_features(matrix, _query_features(adata, spec, matrix), r.features, name)
+            aligned, entry = align_features(matrix, feature_names(adata, spec), r.features, name)
             present = read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
         else:
             aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)

@@ -1,0 +1,356 @@
+"""Reference mapping: prepare_query_*, load_query_data, the reference freeze, transfer_labels."""
+
+import copy
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import remadom
+from remadom import REMADOM, RemadomSetupError
+
+from conftest import make_mosaic_adata, make_mosaic_mudata
+
+FAST = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, "batch_size": 64}
+SMALL = {"n_hidden": 16, "n_latent": 4}
+
+
+def _rna_adt(seed=0, batches=("b1", "b2"), drop_unobserved=True):
+    adata = make_mosaic_adata(seed=seed)
+    if drop_unobserved:
+        adata = adata[(adata.obs["has_rna"] | adata.obs["has_adt"]).to_numpy()].copy()
+    adata.obs["batch"] = pd.Categorical(np.where(adata.obs["batch"] == "b1", batches[0], batches[1]))
+    return adata
+
+
+def _setup(adata, **kwargs):
+    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt", batch_key="batch",
+                          mask_keys={"rna": "has_rna", "adt": "has_adt"}, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    adata = _rna_adt()
+    _setup(adata)
+    model = REMADOM(adata, **SMALL)
+    model.train(**FAST)
+    return model
+
+
+def _query(seed=1, batches=("q1", "q2")):
+    return _rna_adt(seed=seed, batches=batches)
+
+
+def _state(model):
+    return copy.deepcopy({k: v.clone() for k, v in model.module.state_dict().items()})
+
+
+def test_reference_weights_bit_identical_and_new_batch_rows_train(reference):
+    before = _state(reference)
+    q = REMADOM.load_query_data(_query(), reference)
+    start = _state(q)
+    q.train(max_epochs=3, accelerator="cpu", enable_progress_bar=False, weight_decay=1e-2, batch_size=32)
+    after = q.module.state_dict()
+    n_ref = 2
+    grown = 0
+    for name, ref_value in before.items():
+        value = after[name]
+        if value.shape == ref_value.shape:
+            assert torch.equal(value, ref_value), name
+            continue
+        grown += 1
+        mask = q.query_["trainable_entries"][name]
+        assert torch.equal(value[~mask], start[name][~mask]), f"reference entries of {name} moved"
+        dim = [d for d in range(value.dim()) if value.shape[d] != ref_value.shape[d]][0]
+        assert value.shape[dim] == ref_value.shape[dim] + 2
+        assert not torch.equal(value[mask], start[name][mask]), f"new batch entries of {name} did not train"
+    assert grown >= 2  # decoder batch columns of both modalities (+ ADT background)
+    # the reference model object itself is untouched
+    assert all(torch.equal(v, reference.module.state_dict()[k]) for k, v in before.items())
+    assert q.summary_stats.n_batch == n_ref + 2
+
+
+def test_reference_cells_decode_identically_after_expansion(rng):
+    """Layout-aware expansion: a reference batch decodes exactly as before, with covariates after the batch."""
+    for batch_effect, modalities in (("nonlinear", ("rna", "adt")), ("additive", ("rna", "atac"))):
+        adata = make_mosaic_adata()
+        adata.obs["site"] = pd.Categorical(rng.choice(["s1", "s2", "s3"], adata.n_obs))
+        adata.obs["has_rna"] = True
+        kwargs = {"adt_obsm_key": "X_adt"} if "adt" in modalities else {"atac_obsm_key": "X_atac"}
+        REMADOM.setup_anndata(adata, rna_layer="counts", batch_key="batch", categorical_covariate_keys=["site"],
+                              **kwargs)
+        ref = REMADOM(adata, batch_effect=batch_effect, dispersion="gene-batch", **SMALL)
+        ref.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+        query = adata.copy()
+        query.obs["batch"] = pd.Categorical(np.where(query.obs["batch"] == "b1", "q1", "q2"))
+        q = REMADOM.load_query_data(query, ref)
+        ref.module.eval()
+        q.module.eval()
+        z = torch.as_tensor(rng.normal(size=(10, 4)), dtype=torch.float32)
+        library = {m: torch.full((10,), 50.0) for m in ref.modality_names}
+        batch = torch.tensor([[0], [1]] * 5)
+        cats = torch.tensor(rng.integers(0, 3, (10, 1)))
+        with torch.no_grad():
+            out_ref = ref.module.generative(z, library, batch, cats)["params"]
+            out_q = q.module.generative(z, library, batch, cats)["params"]
+        for m in ref.modality_names:
+            for key, value in out_ref[m].items():
+                assert torch.allclose(value, out_q[m][key], atol=1e-5), (batch_effect, m, key, (value - out_q[m][key]).abs().max())
+
+
+def test_reordered_and_partly_absent_features_give_the_same_latent(reference):
+    query = _query()
+    q_ordered = REMADOM.load_query_data(query, reference)
+    shuffled = query[:, query.var_names[::-1]].copy()
+    shuffled.obsm["X_adt"] = query.obsm["X_adt"].iloc[:, [3, 0, 5, 1, 4, 2]]
+    q_shuffled = REMADOM.load_query_data(shuffled, reference)
+    q_ordered.train(**FAST)
+    q_shuffled.train(**FAST)  # the encoders are frozen: training moves the decoders' batch entries only
+    np.testing.assert_allclose(q_ordered.get_latent_representation(), q_shuffled.get_latent_representation(),
+                               rtol=1e-5, atol=1e-6)
+    # extra query-only features are dropped, the report says so
+    extra = query.copy()
+    extra.obsm["X_adt"]["p_query_only"] = 1.0
+    prepared = REMADOM.prepare_query_anndata(extra, reference)
+    assert prepared.uns["remadom_query"]["modalities"]["adt"]["n_dropped"] == 1
+    assert "p_query_only" not in prepared.uns["adt_names"]
+    assert "p_query_only" in extra.obsm["X_adt"].columns  # the user's object is untouched
+
+
+def test_filled_features_are_left_out_of_the_loss(reference):
+    query = _query()
+    partial = query[:, query.var_names[10:]].copy()  # the first 10 reference genes are absent
+    with pytest.warns(UserWarning, match="only 67%"):
+        prepared = REMADOM.prepare_query_anndata(partial, reference)
+    entry = prepared.uns["remadom_query"]["modalities"]["rna"]
+    assert entry["n_filled"] == 10 and entry["filled"] == [f"g{i}" for i in range(10)]
+    q = REMADOM.load_query_data(prepared, reference)
+    assert q.module.observed_features["rna"].tolist() == list(range(10, 30))
+    assert not q.is_trained_
+    tensors = next(iter(q._loader(q.adata, None, 200)))
+    q.module.eval()
+    torch.manual_seed(0)
+    _, _, loss = q.module(tensors)
+    changed = dict(tensors)
+    x = changed["mod_rna"].to_dense() if changed["mod_rna"].layout != torch.strided else changed["mod_rna"].clone()
+    x[:, :10] = 7.0  # whatever the filled columns hold, the loss is the same
+    changed["mod_rna"] = x
+    torch.manual_seed(0)
+    inference = q.module.inference(**q.module._get_inference_input(tensors))
+    generative = q.module.generative(**q.module._get_generative_input(tensors, inference))
+    inference_changed = dict(inference, x_dense={**inference["x_dense"], "rna": x})
+    base = q.module.loss(tensors, inference, generative).reconstruction_loss["rna"]
+    other = q.module.loss(changed, inference_changed, generative).reconstruction_loss["rna"]
+    assert torch.equal(base, other)
+    assert torch.isfinite(loss.loss)
+
+
+def test_rna_only_query_onto_rna_adt_reference(reference):
+    query = _query()
+    query = query[query.obs["has_rna"].to_numpy()].copy()
+    del query.obsm["X_adt"]
+    query.obs = query.obs.drop(columns=["has_adt"])
+    before = _state(reference)
+    q = REMADOM.load_query_data(query, reference)
+    assert q.query_["modalities"]["adt"] is None
+    assert not q.get_modality_masks()["adt"].any()
+    q.train(**FAST)
+    z = q.get_latent_representation()
+    assert z.shape == (query.n_obs, 4) and np.isfinite(z).all()
+    assert all(torch.equal(v, q.module.state_dict()[k]) for k, v in before.items() if v.shape == q.module.state_dict()[k].shape)
+
+
+def test_atac_only_mudata_query_onto_rna_atac_reference():
+    mdata = make_mosaic_mudata()
+    del mdata.mod["adt"]
+    mdata.update()
+    REMADOM.setup_mudata(mdata, batch_key="batch", drop_cells_without_modalities=True)
+    ref = REMADOM(mdata, **SMALL)
+    ref.train(**FAST)
+    before = _state(ref)
+    query = make_mosaic_mudata(seed=3)
+    query.obs["batch"] = np.where(query.obs["batch"] == "b1", "q1", "q2")
+    import mudata as md
+
+    atac = query.mod["atac"]
+    atac = atac[:, atac.var_names[::-1]].copy()
+    atac_only = md.MuData({"atac": atac})
+    atac_only.obs["batch"] = query.obs.loc[atac_only.obs_names, "batch"].to_numpy()
+    prepared = REMADOM.prepare_query_mudata(atac_only, ref)
+    assert prepared.mod["rna"].n_obs == 0 and "rna" not in atac_only.mod
+    q = REMADOM.load_query_data(prepared, ref)
+    q.train(**FAST)
+    z = q.get_latent_representation(prepared)
+    assert z.shape == (atac_only.n_obs, 4) and np.isfinite(z).all()
+    after = q.module.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if v.shape == after[k].shape)
+
+
+def test_train_encoders_trains_only_the_query_modality_encoder(reference):
+    query = _query()
+    query = query[query.obs["has_adt"].to_numpy()].copy()
+    del query.layers["counts"]  # an ADT-only query
+    prepared = REMADOM.prepare_query_anndata(query, reference, modalities=["adt"])
+    q = REMADOM.load_query_data(prepared, reference, train_encoders=True)
+    before = _state(q)
+    q.train(**FAST)
+    after = q.module.state_dict()
+    assert not torch.equal(before["encoders.adt.mean.weight"], after["encoders.adt.mean.weight"])
+    assert torch.equal(before["encoders.rna.mean.weight"], after["encoders.rna.mean.weight"])
+
+
+def test_save_and_load_query_model_and_reference_reloads_unchanged(reference, tmp_path):
+    reference.save(tmp_path / "ref", save_anndata=True)
+    prepared = REMADOM.prepare_query_anndata(_query(), tmp_path / "ref")
+    q = REMADOM.load_query_data(prepared, tmp_path / "ref")
+    q.train(**FAST)
+    z = q.get_latent_representation()
+    q.save(tmp_path / "query")
+    loaded = REMADOM.load(tmp_path / "query", adata=prepared)
+    np.testing.assert_allclose(loaded.get_latent_representation(), z, rtol=1e-5, atol=1e-6)
+    assert loaded.query_["query_batches"] == ["q1", "q2"]
+    assert not loaded.module.encoders["rna"].mean.weight.requires_grad  # the freeze is back after load
+    ref_again = REMADOM.load(tmp_path / "ref")
+    assert all(torch.equal(v, ref_again.module.state_dict()[k]) for k, v in reference.module.state_dict().items())
+    assert getattr(ref_again, "query_", None) is None
+
+
+def test_view_anndata_setup_shows_the_query_mapping(reference, capsys):
+    q = REMADOM.load_query_data(_query(), reference)
+    q.view_anndata_setup()
+    out = capsys.readouterr().out
+    assert "Query mapping onto the reference" in out and "q1" in out
+
+
+def test_transfer_labels_votes_and_flags_uncertain_cells(reference):
+    q = REMADOM.load_query_data(_query(), reference)
+    q.train(**FAST)
+    result = remadom.transfer_labels(reference, q, labels_key="cluster", n_neighbors=5)
+    assert list(result.columns) == ["label", "predicted", "vote_share", "uncertain"]
+    assert result.index.equals(q.adata.obs_names)
+    assert ((result["vote_share"] > 0) & (result["vote_share"] <= 1)).all()
+    strict = remadom.transfer_labels(reference, q, labels_key="cluster", n_neighbors=5, threshold=1.0)
+    assert (strict.loc[strict["uncertain"], "label"] == "unknown").all()
+    assert (strict["uncertain"] == (strict["vote_share"] < 1.0)).all()
+    # a latent that separates the clusters transfers them exactly
+    ref_labels = reference.adata.obs["cluster"].to_numpy()
+    ref_z = np.where(ref_labels[:, None] == "0", 0.0, 10.0) + np.zeros((len(ref_labels), 2))
+    query_z = np.array([[0.1, 0.0], [9.9, 10.0]])
+    exact = remadom.transfer_labels(reference, None, labels_key="cluster", reference_latent=ref_z,
+                                    query_latent=query_z)
+    assert exact["label"].tolist() == ["0", "1"] and (exact["vote_share"] == 1.0).all()
+    with pytest.raises(RemadomSetupError, match="not a column of the reference's obs"):
+        remadom.transfer_labels(reference, q, labels_key="cell_type")
+
+
+# ---------------------------------------------------------------------------------- bad input
+def test_unknown_query_modality_errors_or_is_dropped(reference):
+    query = _query()
+    with pytest.raises(RemadomSetupError, match=r"modalities \['atac'\].*never trained on"):
+        REMADOM.prepare_query_anndata(query, reference, modalities=["rna", "atac"])
+    with pytest.warns(UserWarning, match="Leaving out query modalities"):
+        prepared = REMADOM.prepare_query_anndata(query, reference, modalities=["rna", "atac"],
+                                                 ignore_unknown_modalities=True)
+    assert prepared.uns["remadom_query"]["modalities"]["adt"] is None
+
+
+def test_unknown_mudata_modality_errors_or_is_dropped(mosaic_mdata):
+    REMADOM.setup_mudata(mosaic_mdata, modalities={"rna": "rna", "adt": "adt"}, batch_key="batch",
+                         drop_cells_without_modalities=True)
+    ref = REMADOM(mosaic_mdata, **SMALL)
+    query = make_mosaic_mudata(seed=4)
+    with pytest.raises(RemadomSetupError, match=r"\['atac'\] \(mdata.mod\).*never trained on"):
+        REMADOM.prepare_query_mudata(query, ref)
+    with pytest.warns(UserWarning, match="Leaving out query modalities"):
+        prepared = REMADOM.prepare_query_mudata(query, ref, ignore_unknown_modalities=True)
+    assert set(prepared.mod) == {"rna", "adt"}
+
+
+def test_no_overlapping_features_errors(reference):
+    query = _query()
+    query.var_names = [f"ENSG{i}" for i in range(query.n_vars)]
+    with pytest.raises(RemadomSetupError, match="No 'rna' feature of the query matches"):
+        REMADOM.prepare_query_anndata(query, reference)
+
+
+def test_batch_name_collision_errors_unless_merged(reference):
+    query = _query(batches=("b1", "q2"))
+    with pytest.raises(RemadomSetupError, match=r"Query batches \['b1'\] have the names of reference batches"):
+        REMADOM.load_query_data(query, reference)
+    q = REMADOM.load_query_data(query, reference, batch_collision="merge")
+    assert q.summary_stats.n_batch == 3
+    assert q.adata_manager.get_state_registry("batch").categorical_mapping.tolist() == ["b1", "b2", "q2"]
+
+
+def test_reference_without_batch_conditioning_cannot_add_batches():
+    adata = _rna_adt()
+    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt",
+                          mask_keys={"rna": "has_rna", "adt": "has_adt"})
+    ref = REMADOM(adata, **SMALL)
+    with pytest.raises(RemadomSetupError, match="trained without batch_key.*no batch input"):
+        REMADOM.load_query_data(_query(), ref, batch_key="batch")
+    single = _rna_adt(batches=("b1", "b1"))
+    _setup(single)
+    ref_single = REMADOM(single, **SMALL)
+    with pytest.raises(RemadomSetupError, match=r"single batch \(\['b1'\]\).*no batch input to extend"):
+        REMADOM.load_query_data(_query(), ref_single)
+
+
+def test_latent_on_unseen_batches_without_query_mapping_errors(reference, mosaic_mdata):
+    with pytest.raises(RemadomSetupError, match=r"batches \['q1', 'q2'\] the model was not trained on.*load_query_data"):
+        reference.get_latent_representation(_query())
+    query = _query()
+    _setup(query)  # set up on its own, still unseen by the model
+    with pytest.raises(RemadomSetupError, match="load_query_data"):
+        reference.impute("rna", adata=query)
+
+
+def test_missing_modality_without_reference_mask_errors():
+    adata = _rna_adt()
+    adata = adata[adata.obs["has_rna"].to_numpy()].copy()
+    adata.obs = adata.obs.drop(columns=["has_rna"])  # every reference cell has RNA: no RNA mask
+    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt", batch_key="batch",
+                          mask_keys={"adt": "has_adt"})
+    ref = REMADOM(adata, **SMALL)
+    query = _query()
+    with pytest.raises(RemadomSetupError, match="registered no availability mask for 'rna'"):
+        REMADOM.prepare_query_anndata(query, ref, modalities=["adt"])
+
+
+def test_nothing_to_train_errors(reference):
+    q = REMADOM.load_query_data(_query(batches=("b1", "b2")), reference, batch_collision="merge")
+    with pytest.raises(RemadomSetupError, match="Nothing to train"):
+        q.train(**FAST)
+    z = q.get_latent_representation()
+    assert np.isfinite(z).all()
+
+
+def test_prepare_never_modifies_the_input(reference):
+    query = _query()
+    snapshot = (query.obs.copy(), query.layers["counts"].copy(), query.obsm["X_adt"].copy(), dict(query.uns))
+    REMADOM.prepare_query_anndata(query[:, query.var_names[::-1]], reference)
+    with pytest.raises(TypeError, match="never modifies"):
+        REMADOM.prepare_query_anndata(query, reference, inplace=True)
+    assert query.obs.equals(snapshot[0]) and query.obsm["X_adt"].equals(snapshot[2])
+    assert (query.layers["counts"] != snapshot[1]).nnz == 0 and dict(query.uns) == snapshot[3]
+
+
+def test_dense_and_sparse_alignment_agree():
+    from remadom.model._query_align import align_features
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(2.0, (5, 4)).astype(np.float32)
+    ref = pd.Index(["c", "x", "a"])
+    out_dense, report = align_features(dense, ["a", "b", "c", "d"], ref, "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out_sparse, _ = align_features(sp.csr_matrix(dense), ["a", "b", "c", "d"], ref, "m")
+    expected = np.stack([dense[:, 2], np.zeros(5), dense[:, 0]], axis=1)
+    np.testing.assert_array_equal(out_dense, expected)
+    np.testing.assert_array_equal(out_sparse.toarray(), expected)
+    assert report["filled"] == ["x"] and report["n_dropped"] == 2 and report["reordered"]
+    with pytest.raises(RemadomSetupError, match="duplicated names"):
+        align_features(dense, ["a", "a", "c", "d"], ref, "m")
