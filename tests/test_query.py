@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import make_mosaic_adata, make_mosaic_mudata
 
 import remadom
 from remadom import REMADOM, RemadomSetupError
-
-from conftest import make_mosaic_adata, make_mosaic_mudata
 
 FAST = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, "batch_size": 64}
 SMALL = {"n_hidden": 16, "n_latent": 4}
@@ -27,8 +26,14 @@ def _rna_adt(seed=0, batches=("b1", "b2"), drop_unobserved=True):
 
 
 def _setup(adata, **kwargs):
-    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt", batch_key="batch",
-                          mask_keys={"rna": "has_rna", "adt": "has_adt"}, **kwargs)
+    REMADOM.setup_anndata(
+        adata,
+        rna_layer="counts",
+        adt_obsm_key="X_adt",
+        batch_key="batch",
+        mask_keys={"rna": "has_rna", "adt": "has_adt"},
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +85,9 @@ def test_reference_cells_decode_identically_after_expansion(rng):
         adata.obs["site"] = pd.Categorical(rng.choice(["s1", "s2", "s3"], adata.n_obs))
         adata.obs["has_rna"] = True
         kwargs = {"adt_obsm_key": "X_adt"} if "adt" in modalities else {"atac_obsm_key": "X_atac"}
-        REMADOM.setup_anndata(adata, rna_layer="counts", batch_key="batch", categorical_covariate_keys=["site"],
-                              **kwargs)
+        REMADOM.setup_anndata(
+            adata, rna_layer="counts", batch_key="batch", categorical_covariate_keys=["site"], **kwargs
+        )
         ref = REMADOM(adata, batch_effect=batch_effect, dispersion="gene-batch", **SMALL)
         ref.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
         query = adata.copy()
@@ -98,7 +104,12 @@ def test_reference_cells_decode_identically_after_expansion(rng):
             out_q = q.module.generative(z, library, batch, cats)["params"]
         for m in ref.modality_names:
             for key, value in out_ref[m].items():
-                assert torch.allclose(value, out_q[m][key], atol=1e-5), (batch_effect, m, key, (value - out_q[m][key]).abs().max())
+                assert torch.allclose(value, out_q[m][key], atol=1e-5), (
+                    batch_effect,
+                    m,
+                    key,
+                    (value - out_q[m][key]).abs().max(),
+                )
 
 
 def test_reordered_and_partly_absent_features_give_the_same_latent(reference):
@@ -109,8 +120,9 @@ def test_reordered_and_partly_absent_features_give_the_same_latent(reference):
     q_shuffled = REMADOM.load_query_data(shuffled, reference)
     q_ordered.train(**FAST)
     q_shuffled.train(**FAST)  # the encoders are frozen: training moves the decoders' batch entries only
-    np.testing.assert_allclose(q_ordered.get_latent_representation(), q_shuffled.get_latent_representation(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        q_ordered.get_latent_representation(), q_shuffled.get_latent_representation(), rtol=1e-5, atol=1e-6
+    )
     # extra query-only features are dropped, the report says so
     extra = query.copy()
     extra.obsm["X_adt"]["p_query_only"] = 1.0
@@ -135,7 +147,11 @@ def test_filled_features_are_left_out_of_the_loss(reference):
     torch.manual_seed(0)
     _, _, loss = q.module(tensors)
     changed = dict(tensors)
-    x = changed["mod_rna"].to_dense() if changed["mod_rna"].layout != torch.strided else changed["mod_rna"].clone()
+    x = (
+        changed["mod_rna"].to_dense()
+        if changed["mod_rna"].layout != torch.strided
+        else changed["mod_rna"].clone()
+    )
     x[:, :10] = 7.0  # whatever the filled columns hold, the loss is the same
     changed["mod_rna"] = x
     torch.manual_seed(0)
@@ -160,7 +176,11 @@ def test_rna_only_query_onto_rna_adt_reference(reference):
     q.train(**FAST)
     z = q.get_latent_representation()
     assert z.shape == (query.n_obs, 4) and np.isfinite(z).all()
-    assert all(torch.equal(v, q.module.state_dict()[k]) for k, v in before.items() if v.shape == q.module.state_dict()[k].shape)
+    assert all(
+        torch.equal(v, q.module.state_dict()[k])
+        for k, v in before.items()
+        if v.shape == q.module.state_dict()[k].shape
+    )
 
 
 def test_atac_only_mudata_query_onto_rna_atac_reference():
@@ -214,7 +234,9 @@ def test_save_and_load_query_model_and_reference_reloads_unchanged(reference, tm
     assert loaded.query_["query_batches"] == ["q1", "q2"]
     assert not loaded.module.encoders["rna"].mean.weight.requires_grad  # the freeze is back after load
     ref_again = REMADOM.load(tmp_path / "ref")
-    assert all(torch.equal(v, ref_again.module.state_dict()[k]) for k, v in reference.module.state_dict().items())
+    assert all(
+        torch.equal(v, ref_again.module.state_dict()[k]) for k, v in reference.module.state_dict().items()
+    )
     assert getattr(ref_again, "query_", None) is None
 
 
@@ -239,8 +261,9 @@ def test_transfer_labels_votes_and_flags_uncertain_cells(reference):
     ref_labels = reference.adata.obs["cluster"].to_numpy()
     ref_z = np.where(ref_labels[:, None] == "0", 0.0, 10.0) + np.zeros((len(ref_labels), 2))
     query_z = np.array([[0.1, 0.0], [9.9, 10.0]])
-    exact = remadom.transfer_labels(reference, None, labels_key="cluster", reference_latent=ref_z,
-                                    query_latent=query_z)
+    exact = remadom.transfer_labels(
+        reference, None, labels_key="cluster", reference_latent=ref_z, query_latent=query_z
+    )
     assert exact["label"].tolist() == ["0", "1"] and (exact["vote_share"] == 1.0).all()
     with pytest.raises(RemadomSetupError, match="not a column of the reference's obs"):
         remadom.transfer_labels(reference, q, labels_key="cell_type")
@@ -252,14 +275,19 @@ def test_unknown_query_modality_errors_or_is_dropped(reference):
     with pytest.raises(RemadomSetupError, match=r"modalities \['atac'\].*never trained on"):
         REMADOM.prepare_query_anndata(query, reference, modalities=["rna", "atac"])
     with pytest.warns(UserWarning, match="Leaving out query modalities"):
-        prepared = REMADOM.prepare_query_anndata(query, reference, modalities=["rna", "atac"],
-                                                 ignore_unknown_modalities=True)
+        prepared = REMADOM.prepare_query_anndata(
+            query, reference, modalities=["rna", "atac"], ignore_unknown_modalities=True
+        )
     assert prepared.uns["remadom_query"]["modalities"]["adt"] is None
 
 
 def test_unknown_mudata_modality_errors_or_is_dropped(mosaic_mdata):
-    REMADOM.setup_mudata(mosaic_mdata, modalities={"rna": "rna", "adt": "adt"}, batch_key="batch",
-                         drop_cells_without_modalities=True)
+    REMADOM.setup_mudata(
+        mosaic_mdata,
+        modalities={"rna": "rna", "adt": "adt"},
+        batch_key="batch",
+        drop_cells_without_modalities=True,
+    )
     ref = REMADOM(mosaic_mdata, **SMALL)
     query = make_mosaic_mudata(seed=4)
     with pytest.raises(RemadomSetupError, match=r"\['atac'\] \(mdata.mod\).*never trained on"):
@@ -278,7 +306,9 @@ def test_no_overlapping_features_errors(reference):
 
 def test_batch_name_collision_errors_unless_merged(reference):
     query = _query(batches=("b1", "q2"))
-    with pytest.raises(RemadomSetupError, match=r"Query batches \['b1'\] have the names of reference batches"):
+    with pytest.raises(
+        RemadomSetupError, match=r"Query batches \['b1'\] have the names of reference batches"
+    ):
         REMADOM.load_query_data(query, reference)
     q = REMADOM.load_query_data(query, reference, batch_collision="merge")
     assert q.summary_stats.n_batch == 3
@@ -287,8 +317,9 @@ def test_batch_name_collision_errors_unless_merged(reference):
 
 def test_reference_without_batch_conditioning_cannot_add_batches():
     adata = _rna_adt()
-    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt",
-                          mask_keys={"rna": "has_rna", "adt": "has_adt"})
+    REMADOM.setup_anndata(
+        adata, rna_layer="counts", adt_obsm_key="X_adt", mask_keys={"rna": "has_rna", "adt": "has_adt"}
+    )
     ref = REMADOM(adata, **SMALL)
     with pytest.raises(RemadomSetupError, match="trained without batch_key.*no batch input"):
         REMADOM.load_query_data(_query(), ref, batch_key="batch")
@@ -300,7 +331,9 @@ def test_reference_without_batch_conditioning_cannot_add_batches():
 
 
 def test_latent_on_unseen_batches_without_query_mapping_errors(reference, mosaic_mdata):
-    with pytest.raises(RemadomSetupError, match=r"batches \['q1', 'q2'\] the model was not trained on.*load_query_data"):
+    with pytest.raises(
+        RemadomSetupError, match=r"batches \['q1', 'q2'\] the model was not trained on.*load_query_data"
+    ):
         reference.get_latent_representation(_query())
     query = _query()
     _setup(query)  # set up on its own, still unseen by the model
@@ -312,8 +345,9 @@ def test_missing_modality_without_reference_mask_errors():
     adata = _rna_adt()
     adata = adata[adata.obs["has_rna"].to_numpy()].copy()
     adata.obs = adata.obs.drop(columns=["has_rna"])  # every reference cell has RNA: no RNA mask
-    REMADOM.setup_anndata(adata, rna_layer="counts", adt_obsm_key="X_adt", batch_key="batch",
-                          mask_keys={"adt": "has_adt"})
+    REMADOM.setup_anndata(
+        adata, rna_layer="counts", adt_obsm_key="X_adt", batch_key="batch", mask_keys={"adt": "has_adt"}
+    )
     ref = REMADOM(adata, **SMALL)
     query = _query()
     with pytest.raises(RemadomSetupError, match="registered no availability mask for 'rna'"):

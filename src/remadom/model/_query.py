@@ -75,8 +75,9 @@ def _batch_block(ref_module: nn.Module, name: str, old_shape, new_shape) -> tupl
     return dim, 0
 
 
-def expand_batch_state(ref_state: dict, query_module: nn.Module, ref_module: nn.Module, n_ref_batch: int,
-                       n_batch: int) -> tuple[dict, dict]:
+def expand_batch_state(
+    ref_state: dict, query_module: nn.Module, ref_module: nn.Module, n_ref_batch: int, n_batch: int
+) -> tuple[dict, dict]:
     """State dict of ``query_module`` holding the reference's values at the reference positions.
 
     Returns
@@ -95,7 +96,9 @@ def expand_batch_state(ref_state: dict, query_module: nn.Module, ref_module: nn.
             continue
         dim, start = _batch_block(ref_module, name, old.shape, new.shape)
         if new.shape[dim] - old.shape[dim] != n_new:
-            raise RuntimeError(f"{name} grew by {new.shape[dim] - old.shape[dim]}, not by the {n_new} new batches.")
+            raise RuntimeError(
+                f"{name} grew by {new.shape[dim] - old.shape[dim]}, not by the {n_new} new batches."
+            )
         end = start + n_ref_batch
         fixed = new.clone()
         fixed.narrow(dim, 0, end).copy_(old.narrow(dim, 0, end))
@@ -201,8 +204,14 @@ class QueryMixin(ArchesMixin):
         return reference
 
     @classmethod
-    def prepare_query_anndata(cls, adata, reference_model, modalities: Sequence[str] | None = None,
-                              ignore_unknown_modalities: bool = False, **kwargs):
+    def prepare_query_anndata(
+        cls,
+        adata,
+        reference_model,
+        modalities: Sequence[str] | None = None,
+        ignore_unknown_modalities: bool = False,
+        **kwargs,
+    ):
         """Align a query AnnData to the reference; returns a **new** AnnData.
 
         The query keeps each modality where the reference had it (same layer / ``obsm`` key);
@@ -233,8 +242,12 @@ class QueryMixin(ArchesMixin):
             or a missing modality the reference has no mask for.
         """
         if kwargs.get("inplace"):
-            raise TypeError("REMADOM.prepare_query_anndata never modifies its input; use the returned AnnData.")
-        return prepare_anndata(adata, cls._as_reference(reference_model), modalities, ignore_unknown_modalities)
+            raise TypeError(
+                "REMADOM.prepare_query_anndata never modifies its input; use the returned AnnData."
+            )
+        return prepare_anndata(
+            adata, cls._as_reference(reference_model), modalities, ignore_unknown_modalities
+        )
 
     @classmethod
     def prepare_query_mudata(cls, mdata, reference_model, ignore_unknown_modalities: bool = False, **kwargs):
@@ -328,11 +341,14 @@ class QueryMixin(ArchesMixin):
         view = _check_query_batches(view, ref, ref_batches, batch_key, batch_collision)
         _check_query_covariates(view, ref)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning)  # statistics of modalities with no cells
+            warnings.filterwarnings(
+                "ignore", category=RuntimeWarning
+            )  # statistics of modalities with no cells
             model = super().load_query_data(view, ref, unfrozen=True, accelerator=accelerator, device=device)
         n_ref = len(ref_batches["categories"])
-        state, trainable = expand_batch_state(ref.module.state_dict(), model.module, ref.module, n_ref,
-                                              model.summary_stats.n_batch)
+        state, trainable = expand_batch_state(
+            ref.module.state_dict(), model.module, ref.module, n_ref, model.summary_stats.n_batch
+        )
         model.module.load_state_dict(state)
         carried = [m for m, entry in report["modalities"].items() if entry is not None]
         if train_encoders is True:
@@ -364,8 +380,10 @@ class QueryMixin(ArchesMixin):
         self.module.observed_features = observed
         unknown = set(query["train_encoders"]) - set(self.modality_names)
         if unknown:
-            raise ValueError(f"train_encoders names unknown modalities {sorted(unknown)}; the model has "
-                             f"{self.modality_names}.")
+            raise ValueError(
+                f"train_encoders names unknown modalities {sorted(unknown)}; the model has "
+                f"{self.modality_names}."
+            )
         trainable = dict(query["trainable_entries"])
         for name, _ in self.module.named_parameters():
             parts = name.split(".")
@@ -416,12 +434,19 @@ class QueryMixin(ArchesMixin):
             if entry is None:
                 table.add_row(m, str(len(self.feature_names_[m])), "absent", "-", "-")
             else:
-                table.add_row(m, str(entry["n_reference"]), str(entry["n_found"]), str(entry["n_filled"]),
-                              str(entry["n_dropped"]))
+                table.add_row(
+                    m,
+                    str(entry["n_reference"]),
+                    str(entry["n_found"]),
+                    str(entry["n_filled"]),
+                    str(entry["n_dropped"]),
+                )
         rich.print(table)
         new = [b for b in query["query_batches"] if b not in query["reference_batches"]]
-        rich.print(f"reference batches: {query['reference_batches']}; new query batches (trained): {new}; "
-                   f"trained encoders: {query['train_encoders'] or 'none'}")
+        rich.print(
+            f"reference batches: {query['reference_batches']}; new query batches (trained): {new}; "
+            f"trained encoders: {query['train_encoders'] or 'none'}"
+        )
 
 
 def _check_query_batches(view, ref, ref_batches: dict, batch_key: str | None, batch_collision: str):

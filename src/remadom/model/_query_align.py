@@ -45,8 +45,10 @@ def reference_modalities(model) -> dict[str, ReferenceModality]:
     This is the only place reference mapping reads the reference's setup; point it at the
     modality registry when specs and feature names live there.
     """
-    return {s.name: ReferenceModality(s, pd.Index(np.asarray(model.feature_names_[s.name], dtype=str)))
-            for s in model.specs}
+    return {
+        s.name: ReferenceModality(s, pd.Index(np.asarray(model.feature_names_[s.name], dtype=str)))
+        for s in model.specs
+    }
 
 
 def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[object, dict]:
@@ -62,7 +64,9 @@ def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[o
     names = pd.Index(np.asarray(names, dtype=str))
     if names.has_duplicates:
         dup = names[names.duplicated()].unique()[:5].tolist()
-        raise RemadomSetupError(f"The query's {modality!r} features have duplicated names {dup}; make them unique.")
+        raise RemadomSetupError(
+            f"The query's {modality!r} features have duplicated names {dup}; make them unique."
+        )
     position = names.get_indexer(reference)
     found = position >= 0
     if not found.any():
@@ -76,20 +80,26 @@ def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[o
         warnings.warn(
             f"The query has only {share:.0%} of the reference's {modality!r} features; the other "
             f"{int((~found).sum())} are filled with zeros and left out of the loss, but the encoder "
-            "sees them as zeros, which can shift the latent.", UserWarning, stacklevel=3,
+            "sees them as zeros, which can shift the latent.",
+            UserWarning,
+            stacklevel=3,
         )
     if isinstance(matrix, pd.DataFrame):
         matrix = matrix.to_numpy()
     if sp.issparse(matrix):
-        select = sp.csr_matrix((np.ones(found.sum(), dtype=np.float32), (position[found], np.where(found)[0])),
-                               shape=(len(names), len(reference)))
+        select = sp.csr_matrix(
+            (np.ones(found.sum(), dtype=np.float32), (position[found], np.where(found)[0])),
+            shape=(len(names), len(reference)),
+        )
         aligned = sp.csr_matrix(sp.csr_matrix(matrix, dtype=np.float32) @ select)
     else:
         matrix = np.asarray(matrix, dtype=np.float32)
         aligned = np.zeros((matrix.shape[0], len(reference)), dtype=np.float32)
         aligned[:, found] = matrix[:, position[found]]
     report = {
-        "n_reference": len(reference), "n_found": int(found.sum()), "n_filled": int((~found).sum()),
+        "n_reference": len(reference),
+        "n_found": int(found.sum()),
+        "n_filled": int((~found).sum()),
         "n_dropped": int(len(names) - found.sum()),
         "reordered": bool(not np.array_equal(position[found], np.sort(position[found]))),
         "filled": reference[~found].tolist(),
@@ -112,8 +122,11 @@ def _check_modality_names(names, reference: dict, ignore_unknown_modalities: boo
             "them out with a warning."
         )
     if unknown:
-        warnings.warn(f"Leaving out query modalities {unknown}: the reference has no such modality.",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"Leaving out query modalities {unknown}: the reference has no such modality.",
+            UserWarning,
+            stacklevel=3,
+        )
     return [n for n in names if n in reference]
 
 
@@ -122,12 +135,21 @@ def _log_report(report: dict) -> None:
         if entry is None:
             logger.info("query mapping: %s absent from the query (all cells marked missing)", name)
         else:
-            logger.info("query mapping: %s %d/%d reference features found, %d filled (excluded from the loss), "
-                        "%d query-only dropped%s", name, entry["n_found"], entry["n_reference"], entry["n_filled"],
-                        entry["n_dropped"], ", reordered" if entry["reordered"] else "")
+            logger.info(
+                "query mapping: %s %d/%d reference features found, %d filled (excluded from the loss), "
+                "%d query-only dropped%s",
+                name,
+                entry["n_found"],
+                entry["n_reference"],
+                entry["n_filled"],
+                entry["n_dropped"],
+                ", reordered" if entry["reordered"] else "",
+            )
 
 
-def prepare_anndata(adata: AnnData, reference, modalities=None, ignore_unknown_modalities: bool = False) -> AnnData:
+def prepare_anndata(
+    adata: AnnData, reference, modalities=None, ignore_unknown_modalities: bool = False
+) -> AnnData:
     """New AnnData in the reference's layout; see :meth:`remadom.REMADOM.prepare_query_anndata`."""
     ref = reference_modalities(reference)
     if modalities is None:
@@ -146,10 +168,14 @@ def prepare_anndata(adata: AnnData, reference, modalities=None, ignore_unknown_m
         spec = r.spec
         if name in carried:
             if not _carried(adata, spec):
-                raise RemadomSetupError(f"modalities= names {name!r}, but the query has no {spec.attr}[{spec.key!r}].")
+                raise RemadomSetupError(
+                    f"modalities= names {name!r}, but the query has no {spec.attr}[{spec.key!r}]."
+                )
             matrix = get_modality_matrix(adata, spec)
             aligned, entry = align_features(matrix, feature_names(adata, spec), r.features, name)
-            present = read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+            present = (
+                read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+            )
         else:
             aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)
             entry, present = None, np.zeros(adata.n_obs, dtype=bool)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 
 
-def restrict_to_observed_features(module, modality: str, x: torch.Tensor, params: dict) -> tuple[torch.Tensor, dict]:
+def restrict_to_observed_features(
+    module, modality: str, x: torch.Tensor, params: dict
+) -> tuple[torch.Tensor, dict]:
     """``x`` and the per-feature likelihood parameters restricted to the observed features.
 
     Every head's NLL is a sum of per-feature terms, so scoring the selected columns of the
@@ -26,7 +28,11 @@ def restrict_to_observed_features(module, modality: str, x: torch.Tensor, params
     keep = keep.to(x.device)
     n_features = x.shape[-1]
     picked = {
-        k: (v.index_select(-1, keep) if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == n_features else v)
+        k: (
+            v.index_select(-1, keep)
+            if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == n_features
+            else v
+        )
         for k, v in params.items()
     }
     return x.index_select(-1, keep), picked

@@ -82,7 +82,11 @@ def transfer_labels(
     names = getattr(getattr(query, "adata", None), "obs_names", None)
     index = names if names is not None and len(names) == len(query_z) else None
     return pd.DataFrame(
-        {"label": np.where(uncertain, unknown_label, predicted), "predicted": predicted, "vote_share": share,
-         "uncertain": uncertain},
+        {
+            "label": np.where(uncertain, unknown_label, predicted),
+            "predicted": predicted,
+            "vote_share": share,
+            "uncertain": uncertain,
+        },
         index=index,
     )
