@@ -187,7 +187,7 @@ def test_atac_only_mudata_query_onto_rna_atac_reference():
     mdata = make_mosaic_mudata()
     del mdata.mod["adt"]
     mdata.update()
-    REMADOM.setup_mudata(mdata, batch_key="batch", drop_cells_without_modalities=True)
+    REMADOM.setup_mudata(mdata, batch_key="batch", labels_key="cluster", drop_cells_without_modalities=True)
     ref = REMADOM(mdata, **SMALL)
     ref.train(**FAST)
     before = _state(ref)
@@ -201,6 +201,7 @@ def test_atac_only_mudata_query_onto_rna_atac_reference():
     atac_only.obs["batch"] = query.obs.loc[atac_only.obs_names, "batch"].to_numpy()
     prepared = REMADOM.prepare_query_mudata(atac_only, ref)
     assert prepared.mod["rna"].n_obs == 0 and "rna" not in atac_only.mod
+    assert (prepared.obs["cluster"] == "unlabeled").all()  # the query has no labels; the reference had
     q = REMADOM.load_query_data(prepared, ref)
     q.train(**FAST)
     z = q.get_latent_representation(prepared)
@@ -388,3 +389,71 @@ def test_dense_and_sparse_alignment_agree():
     assert report["filled"] == ["x"] and report["n_dropped"] == 2 and report["reordered"]
     with pytest.raises(RemadomSetupError, match="duplicated names"):
         align_features(dense, ["a", "a", "c", "d"], ref, "m")
+
+
+# ---------------------------------------------------------------------------------- real data
+def _real_split(mdata, query_cells):
+    import mudata as md
+
+    def subset(cells):
+        mods = {k: v[v.obs_names.isin(cells)].copy() for k, v in mdata.mod.items()}
+        out = md.MuData(mods)
+        out.obs = mdata.obs.loc[out.obs_names].copy()
+        return out
+
+    return subset(mdata.obs_names[~mdata.obs_names.isin(query_cells)]), subset(query_cells)
+
+
+def _map_and_transfer(ref_data, query_data, modalities, labels_key, epochs):
+    REMADOM.setup_mudata(ref_data, modalities=modalities, batch_key="batch", labels_key=labels_key)
+    ref = REMADOM(ref_data)
+    ref.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False)
+    before = _state(ref)
+    q = REMADOM.load_query_data(REMADOM.prepare_query_mudata(query_data, ref), ref)
+    q.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False)
+    after = q.module.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if v.shape == after[k].shape)
+    pred = remadom.transfer_labels(ref, q, labels_key=labels_key)
+    truth = query_data.obs.loc[q.adata.obs_names, labels_key].astype(str).to_numpy()
+    accuracy = float(np.mean(pred["predicted"].to_numpy() == truth))
+    majority = float(pd.Series(truth).value_counts(normalize=True).iloc[0])
+    return accuracy, majority
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_pbmc_adt_only_donor_maps_onto_the_other_donors(shared_data_dir):
+    """p2 (natively ADT-only) onto a reference of p1 (RNA-only), p3, p4; numbers: benchmarks/query_mapping.py."""
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdata = md.read_h5mu(shared_data_dir / "pbmc_cite_mosaic_hao2021.h5mu")
+    mdata.obs = mdata.obs[["batch", "celltype"]].astype(str)
+    ref_data, query_data = _real_split(mdata, mdata.obs_names[mdata.obs["batch"] == "p2_0"])
+    assert set(query_data.mod["rna"].obs_names) == set()  # the query really is ADT-only
+    accuracy, majority = _map_and_transfer(ref_data, query_data, {"rna": "rna", "adt": "adt"}, "celltype", 20)
+    assert accuracy > majority
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_snare_atac_only_libraries_map_onto_paired_libraries(shared_data_dir):
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdata = md.read_h5mu(shared_data_dir / "mouse_cortex_snareseq_chen2019.h5mu")
+    keep = np.sort(np.random.default_rng(0).choice(mdata.n_obs, 1500, replace=False))
+    atac = mdata.mod["atac"][keep]
+    top = np.sort(np.argsort(-np.asarray((atac.X > 0).sum(0)).ravel())[:2000])
+    obs = mdata.obs.iloc[keep][["batch", "cell_type"]].astype(str)
+    query_cells = obs.index[obs["batch"].isin(sorted(obs["batch"].unique())[-3:])]
+    rna = mdata.mod["rna"][keep].copy()
+    small = md.MuData({"rna": rna[~rna.obs_names.isin(query_cells)].copy(), "atac": atac[:, top].copy()})
+    small.obs = obs.loc[small.obs_names]
+    ref_data, query_data = _real_split(small, query_cells)
+    accuracy, majority = _map_and_transfer(
+        ref_data, query_data, {"rna": "rna", "atac": "atac"}, "cell_type", 15
+    )
+    assert accuracy > majority

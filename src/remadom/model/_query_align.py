@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+from scvi import REGISTRY_KEYS
 
 from ..modalities import ModalitySpec
 from ._setup import feature_names
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: ``uns`` key of a prepared query holding what alignment did (and the filled features).
 QUERY_UNS_KEY = "remadom_query"
+#: Label of query cells when the reference has a labels column and the query does not.
+UNLABELED = "unlabeled"
 #: Below this share of the reference's features found in the query, alignment warns.
 MIN_FEATURE_OVERLAP = 0.8
 
@@ -130,6 +133,13 @@ def _check_modality_names(names, reference: dict, ignore_unknown_modalities: boo
     return [n for n in names if n in reference]
 
 
+def _fill_missing_labels(obs: pd.DataFrame, reference) -> None:
+    """An unlabeled query gets the reference's labels column as one placeholder category (labels are not modelled)."""
+    key = reference.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY).original_key
+    if key != "_scvi_labels" and key not in obs:
+        obs[key] = pd.Categorical([UNLABELED] * len(obs))
+
+
 def _log_report(report: dict) -> None:
     for name, entry in report["modalities"].items():
         if entry is None:
@@ -199,6 +209,7 @@ def prepare_anndata(
             uns[f"{name}_names"] = np.asarray(r.features)
     if X is None:
         X, var = sp.csr_matrix((adata.n_obs, 0), dtype=np.float32), None
+    _fill_missing_labels(obs, reference)
     uns[QUERY_UNS_KEY] = report
     _log_report(report)
     out = AnnData(X=X, obs=obs, var=var, obsm=obsm, uns=uns)
@@ -246,6 +257,7 @@ def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
     if missing.any():  # pragma: no cover - MuData keeps mod cells in its global obs
         raise RemadomSetupError(f"{int(missing.sum())} query cells are in a modality but not in mdata.obs.")
     out.obs = mdata.obs.loc[carried_cells].copy()
+    _fill_missing_labels(out.obs, reference)
     for key in (setup.get("mask_keys") or {}).values():
         if key not in out.obs:
             out.obs[key] = True
