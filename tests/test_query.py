@@ -457,3 +457,14 @@ def test_snare_atac_only_libraries_map_onto_paired_libraries(shared_data_dir):
         ref_data, query_data, {"rna": "rna", "atac": "atac"}, "cell_type", 15
     )
     assert accuracy > majority
+
+
+def test_query_batch_column_under_another_name(reference):
+    query = _query()
+    query.obs = query.obs.rename(columns={"batch": "donor"})
+    with pytest.raises(RemadomSetupError, match="batch column 'batch' is not in the query's obs"):
+        REMADOM.load_query_data(query, reference)
+    prepared = REMADOM.prepare_query_anndata(query, reference)
+    q = REMADOM.load_query_data(prepared, reference, batch_key="donor")
+    assert q.query_["query_batches"] == ["q1", "q2"]
+    assert "batch" not in prepared.obs and "batch" not in query.obs

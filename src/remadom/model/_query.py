@@ -315,6 +315,11 @@ class QueryMixin(ArchesMixin):
         accelerator, device
             Where the model is placed.
 
+        Notes
+        -----
+        As with scvi-tools' ``ArchesMixin``, the module is left in evaluation mode, so query training
+        runs without dropout and modality dropout.
+
         Raises
         ------
         RemadomSetupError
@@ -336,9 +341,10 @@ class QueryMixin(ArchesMixin):
         if is_mudata(adata):
             view, _ = cls._build_mudata_view(adata, ref.mudata_setup_)
             view.uns[QUERY_UNS_KEY] = report
-            cls._remember_view(adata, view)
         ref_batches = _batch_state(ref)
-        view = _check_query_batches(view, ref, ref_batches, batch_key, batch_collision)
+        view = _check_query_batches(view, ref_batches, batch_key, batch_collision, own_view=view is not adata)
+        if is_mudata(adata):
+            cls._remember_view(adata, view)
         _check_query_covariates(view, ref)
         with warnings.catch_warnings():
             warnings.filterwarnings(
@@ -449,7 +455,9 @@ class QueryMixin(ArchesMixin):
         )
 
 
-def _check_query_batches(view, ref, ref_batches: dict, batch_key: str | None, batch_collision: str):
+def _check_query_batches(
+    view, ref_batches: dict, batch_key: str | None, batch_collision: str, own_view: bool
+):
     key = ref_batches["key"]
     if key == _NO_BATCH_KEY:
         if batch_key is not None:
@@ -462,7 +470,7 @@ def _check_query_batches(view, ref, ref_batches: dict, batch_key: str | None, ba
     if batch_key is not None and batch_key != key:
         if batch_key not in view.obs:
             raise RemadomSetupError(f"batch_key={batch_key!r} is not a column of the query's obs.")
-        view = view.copy() if view.is_view else view
+        view = view if own_view else view.copy()  # never add a column to the user's object
         view.obs[key] = view.obs[batch_key]
     if key not in view.obs:
         raise RemadomSetupError(
