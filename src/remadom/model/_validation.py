@@ -33,7 +33,8 @@ def get_modality_matrix(adata, spec: ModalitySpec):
         if spec.key not in adata.layers:
             raise RemadomSetupError(
                 f"Layer {spec.key!r} for modality {spec.name!r} is not in adata.layers "
-                f"(available: {list(adata.layers.keys())}). Pass rna_layer=None to use adata.X."
+                f"(available: {list(adata.layers.keys())}). Fix the layer, or pass layer None "
+                "(rna_layer=None) to use adata.X."
             )
         return adata.layers[spec.key]
     if spec.key not in adata.obsm:
@@ -72,24 +73,35 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             f"Modality {spec.name!r} contains NaN or infinite values. Replace or remove them "
             "(a missing measurement is declared with the modality mask, not with NaN)."
         )
-    if spec.is_count_data or spec.likelihood == "bernoulli":
-        if np.any(values < 0):
-            raise RemadomSetupError(
-                f"Modality {spec.name!r} has negative values, but its likelihood {spec.likelihood!r} "
-                "needs raw non-negative counts. Pass the raw-count layer, not normalized/scaled data."
-            )
-    if spec.is_count_data and np.any(np.mod(values, 1) != 0):
+    head = spec.head
+    if head.needs_nonnegative() and np.any(values < 0):
+        needs = "raw non-negative counts" if head.requires_counts or head.binary else "non-negative values"
+        raise RemadomSetupError(
+            f"Modality {spec.name!r} has negative values, but its likelihood {spec.likelihood!r} "
+            f"needs {needs}. Pass the raw-count layer, not normalized/scaled data, or choose "
+            "likelihood 'gaussian' for real-valued data."
+        )
+    if head.requires_counts and np.any(np.mod(values, 1) != 0):
         raise RemadomSetupError(
             f"Modality {spec.name!r} has non-integer values, but its likelihood {spec.likelihood!r} "
-            "models raw counts. Pass the raw-count layer (e.g. rna_layer='counts'), or choose "
+            "models raw counts. Pass the raw-count layer (e.g. {'layer': 'counts'}), or choose "
             "likelihood 'gaussian' for continuous data."
         )
 
 
 def read_mask(adata, spec: ModalitySpec) -> np.ndarray:
-    """Boolean availability mask of ``spec`` (all True when it has no mask column)."""
+    """Boolean availability mask of ``spec`` (all True when it has no mask column).
+
+    The one place where a registered mask column is read: setup validation, the model,
+    the statistics and the CLI figures all use it.
+    """
     if spec.mask_key is None:
         return np.ones(adata.n_obs, dtype=bool)
+    if spec.mask_key not in adata.obs:
+        raise RemadomSetupError(
+            f"Mask column {spec.mask_key!r} for modality {spec.name!r} is not in obs. Add it, or leave "
+            "the mask out to mark every cell as observed."
+        )
     col = adata.obs[spec.mask_key]
     if col.isna().any():
         raise RemadomSetupError(
