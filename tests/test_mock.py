@@ -174,8 +174,6 @@ def test_keys_match_setup_signature():
 
     import remadom
 
-    if not hasattr(remadom, "REMADOM"):
-        pytest.skip("remadom.REMADOM is not implemented yet")
     params = set(inspect.signature(remadom.REMADOM.setup_anndata).parameters)
     _, keys = generate_mock_dataset("mosaic", **SMALL)
     assert set(keys) <= params

@@ -46,19 +46,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def require_model():
-    """The :class:`remadom.REMADOM` class, or an environment error when it is unavailable."""
-    import remadom
-
-    model_cls = getattr(remadom, "REMADOM", None)
-    if model_cls is None:
-        raise EnvironmentMismatchError(
-            "this installation of remadom has no REMADOM model class.",
-            "Reinstall the package from a complete checkout (pip install -e .).",
-        )
-    return model_cls
-
-
 def _mock(config: RunConfig) -> LoadedData:
     try:
         from remadom.data.mock import generate_mock_dataset

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .._constants import LATENT_OBSM_KEY
 from ..config import RunConfig, dump_config, validate_config
 from . import _training
-from ._data import load_data, make_split, require_model, setup_model_data
+from ._data import load_data, make_split, setup_model_data
 from ._errors import ConfigurationError, DataError, EnvironmentMismatchError, TrainingFailure
 from ._figures import (
     ImputationSnapshot,
@@ -183,7 +184,8 @@ class Run:
 
         cfg = self.config
         _check_environment(cfg)
-        model_cls = require_model()
+        from .. import REMADOM as model_cls
+
         run_dir = self.run_dir = self._prepare_dir().resolve()
         self.run_id = self.run_id or f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
@@ -321,7 +323,7 @@ class Run:
         for m, mask in masks.items():
             obs[f"remadom_has_{m}"] = mask
         latent = ad.AnnData(obs=obs)
-        latent.obsm["X_remadom"] = z
+        latent.obsm[LATENT_OBSM_KEY] = z
         latent.write_h5ad(run_dir / "latent.h5ad")
         artifacts["latent"] = "latent.h5ad"
         artifacts["metrics_csv"] = "logs/metrics.csv"

@@ -154,8 +154,9 @@ def cmd_evaluate(args) -> int:
     """``remadom evaluate``: reload a run's model and compute remadom.eval metrics."""
     import yaml
 
+    from .. import REMADOM
     from ..config import validate_config
-    from ._data import load_data, require_model
+    from ._data import load_data
     from ._manifest import atomic_write_text
 
     run_dir = Path(args.run_dir)
@@ -167,10 +168,9 @@ def cmd_evaluate(args) -> int:
         config = validate_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     except ValueError as e:
         raise ConfigurationError(str(e), "The run's config_resolved.yaml was edited; restore it.") from e
-    model_cls = require_model()
     data = load_data(config)
     try:
-        model = model_cls.load(str(run_dir / "model"), adata=data.data)
+        model = REMADOM.load(str(run_dir / "model"), adata=data.data)
     except (ValueError, KeyError) as e:
         raise DataError(f"the model in {run_dir / 'model'} does not fit the data: {e}",
                         "Evaluate with the data file the run was trained on.") from e
@@ -178,14 +178,10 @@ def cmd_evaluate(args) -> int:
     if labels is None or batch is None:
         raise ConfigurationError("evaluation needs data.labels_key and data.batch_key in the run's config.",
                                  "Train with both keys set to compute integration metrics.")
-    import inspect
-
     from remadom.eval import evaluate_model
 
-    params = inspect.signature(evaluate_model).parameters  # accept both spellings of the eval API
-    kw = {("labels" if "labels" in params else "labels_key"): labels,
-          ("batch" if "batch" in params else "batch_key"): batch}
-    metrics = {k: (float(v) if v is not None else None) for k, v in evaluate_model(model, **kw).items()}
+    metrics = {k: (float(v) if v is not None else None)
+               for k, v in evaluate_model(model, labels=labels, batch=batch).items()}
     out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

@@ -14,8 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._constants import mask_column
-from ..modalities import ModalitySpec
-from ._validation import RemadomSetupError, read_mask
+from ._validation import RemadomSetupError, mask_from_obs
 
 
 def _pad_rows(matrix, row_positions: np.ndarray, n_rows: int):
@@ -121,8 +120,7 @@ def mudata_to_mosaic_anndata(
         mask = present[name]
         user_key = entry.get("mask")
         if user_key is not None:
-            user_mask = read_mask(_ObsView(mdata.obs.loc[obs_names]),
-                                  ModalitySpec(name, "counts", "obsm", None, user_key, "gaussian"))
+            user_mask = mask_from_obs(mdata.obs.loc[obs_names], user_key, name)
             contradicted = user_mask & ~mask
             if contradicted.any():
                 raise RemadomSetupError(
@@ -142,10 +140,3 @@ def mudata_to_mosaic_anndata(
     adata = AnnData(**adata_kwargs)
     return adata, {"modalities": registered}
 
-
-class _ObsView:
-    """Minimal object with ``obs`` / ``n_obs`` so mask reading is shared with AnnData."""
-
-    def __init__(self, obs: pd.DataFrame):
-        self.obs = obs
-        self.n_obs = len(obs)

@@ -19,8 +19,8 @@ from scvi.utils import setup_anndata_dsp
 from .. import _compat
 from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
-from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._fields import ModalityField, registered_feature_names, registered_specs
+from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
 from ._validation import (
     RemadomSetupError,

@@ -92,27 +92,40 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
 def read_mask(adata, spec: ModalitySpec) -> np.ndarray:
     """Boolean availability mask of ``spec`` (all True when it has no mask column).
 
-    The one place where a registered mask column is read: setup validation, the model,
-    the statistics and the CLI figures all use it.
+    The mask the model registers; see :func:`mask_from_obs` for the checks.
     """
     if spec.mask_key is None:
         return np.ones(adata.n_obs, dtype=bool)
-    if spec.mask_key not in adata.obs:
+    return mask_from_obs(adata.obs, spec.mask_key, spec.name)
+
+
+def mask_from_obs(obs: pd.DataFrame, column: str, modality: str) -> np.ndarray:
+    """Boolean availability mask of ``modality`` from ``obs[column]``: the one place a mask column is read.
+
+    Setup validation, the model (:meth:`~remadom.REMADOM.get_modality_masks`), the MuData view,
+    the evaluation and the preprocessing helpers all use it.
+
+    Raises
+    ------
+    RemadomSetupError
+        If the column is absent, has missing values or is neither boolean nor 0/1.
+    """
+    if column not in obs:
         raise RemadomSetupError(
-            f"Mask column {spec.mask_key!r} for modality {spec.name!r} is not in obs. Add it, or leave "
+            f"Mask column {column!r} for modality {modality!r} is not in obs. Add it, or leave "
             "the mask out to mark every cell as observed."
         )
-    col = adata.obs[spec.mask_key]
+    col = obs[column]
     if col.isna().any():
         raise RemadomSetupError(
-            f"Mask column obs[{spec.mask_key!r}] of modality {spec.name!r} has missing values. "
+            f"Mask column obs[{column!r}] of modality {modality!r} has missing values. "
             "Fill it with True (measured) or False (not measured)."
         )
     values = col.to_numpy()
     if values.dtype != bool:
         if not np.isin(values, [0, 1]).all():
             raise RemadomSetupError(
-                f"Mask column obs[{spec.mask_key!r}] must be boolean (or 0/1), got values like "
+                f"Mask column obs[{column!r}] must be boolean (or 0/1), got values like "
                 f"{pd.unique(values)[:5].tolist()}."
             )
         values = values.astype(bool)

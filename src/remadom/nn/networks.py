@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scvi.nn import FCLayers
 from torch import nn
-
-import numpy as np
 
 from .likelihoods import binarize, clr, map_values
 
