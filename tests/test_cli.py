@@ -107,6 +107,21 @@ def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     assert scores and all(v is None or np.isfinite(v) for v in scores.values())
 
 
+@needs_mock
+def test_config_modalities_register_any_modality(tmp_path):
+    """data.modalities drives setup_anndata(modalities=...), with each modality's own likelihood."""
+    mods = {"rna": {"layer": "counts"}, "chromatin": {"obsm": "X_atac", "kind": "atac", "likelihood": "bernoulli_peakvi",
+                          "mask": "has_atac"},
+            "adt": {"obsm": "X_adt", "likelihood": "gaussian_clr"}}
+    cfg, raw = _tiny_config(tmp_path)
+    cfg.data.modalities = mods
+    raw = {**raw, "data": {**raw.get("data", {}), "modalities": mods}}
+    run_dir = run_training(cfg, raw, progress_bar=False)
+    keys = _state(run_dir)["state_dict"].keys()
+    assert "module.heads.adt.mean_layer.weight" in keys  # the Gaussian head
+    assert "module.heads.chromatin.region_logit" in keys  # PeakVI's Bernoulli, under the config's name
+
+
 # ------------------------------------------------------------------- resume
 @needs_mock
 def test_resume_reaches_the_same_weights(tmp_path):
