@@ -66,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("mock", help="write a mock dataset (and optionally an example config)")
-    p.add_argument("problem", help="scenario: paired, unpaired, bridge, mosaic, prediction, hierarchical")
-    p.add_argument("--out", required=True, help="output .h5ad or .h5mu file")
+    p.add_argument("problem", nargs="?", help="scenario: paired, unpaired, bridge, mosaic, prediction, hierarchical")
+    p.add_argument("--problem", dest="problem_flag", help="the scenario, as a flag (alias of PROBLEM)")
+    p.add_argument("--out", help="output .h5ad or .h5mu file (default examples/mock/<scenario file name>)")
     p.add_argument("--config-out", help="also write an example YAML config here")
-    for name, default in (("n-cells", None), ("n-genes", None), ("n-peaks", None), ("n-proteins", None),
-                          ("seed", None)):
-        p.add_argument(f"--{name}", type=int, default=default)
+    for name, alias in (("n-cells", "cells"), ("n-genes", "genes"), ("n-peaks", "peaks"),
+                        ("n-proteins", "proteins"), ("n-clusters", "clusters"), ("n-latent", "latent")):
+        p.add_argument(f"--{name}", f"--{alias}", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
     _common(p)
 
     p = sub.add_parser("evaluate", help="compute latent metrics of a finished run")
@@ -138,13 +140,20 @@ def cmd_mock(args) -> int:
 
         raise EnvironmentMismatchError(f"the mock generator cannot be imported ({e}).",
                                        "Reinstall remadom from a complete checkout.") from e
-    kwargs = {k: getattr(args, k) for k in ("n_cells", "n_genes", "n_peaks", "n_proteins", "seed")
-              if getattr(args, k) is not None}
+    from remadom.data._mock_scenarios import DEFAULT_FILENAMES
+
+    problem = args.problem or args.problem_flag
+    if problem is None or (args.problem and args.problem_flag and args.problem != args.problem_flag):
+        raise ConfigurationError("give the mock scenario once, as PROBLEM or --problem.",
+                                 f"Choose one of {sorted(DEFAULT_FILENAMES)}.")
+    kwargs = {k: getattr(args, k) for k in ("n_cells", "n_genes", "n_peaks", "n_proteins", "n_clusters",
+                                             "n_latent", "seed") if getattr(args, k) is not None}
+    out = args.out or Path("examples/mock") / DEFAULT_FILENAMES.get(problem, f"mock_{problem}.h5ad")
     try:
-        files = write_mock(args.problem, args.out, config_out=args.config_out, **kwargs)
+        files = write_mock(problem, out, config_out=args.config_out, **kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigurationError(f"cannot generate mock data: {e}.", "Check the scenario name and sizes.") from e
-    print(f"wrote {getattr(files, 'data_path', args.out)}")
+    print(f"wrote {files.data_path}")
     if args.config_out:
         print(f"wrote {args.config_out}")
     return 0
