@@ -156,3 +156,17 @@ def test_schema_command_check(tmp_path):
     assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 0
     (tmp_path / "config.schema.json").write_text("{}")
     assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 2
+
+
+def test_model_optim_schedule_sections_are_the_api_signatures():
+    """The CLI calls REMADOM(data, **cfg.model) and model.train(**cfg.optim, **cfg.schedule)."""
+    import inspect
+
+    from remadom import REMADOM
+    from remadom.config._models import ModelConfig, OptimConfig, ScheduleConfig
+
+    assert set(ModelConfig.model_fields) <= set(inspect.signature(REMADOM.__init__).parameters)
+    train = set(inspect.signature(REMADOM.train).parameters)
+    # early_stopping_patience is a Lightning/scvi Trainer argument (train's **trainer_kwargs)
+    assert set(OptimConfig.model_fields) - {"early_stopping_patience"} <= train
+    assert set(ScheduleConfig.model_fields) <= train

@@ -1,9 +1,9 @@
 """Unpadded mosaic MuData -> the padded AnnData layout REMADOM registers.
 
 The user's MuData is never modified: a new AnnData is built whose rows are
-``mdata.obs_names``, with every modality in ``obsm["X_<modality>"]`` (feature names in
-``uns["<modality>_names"]``), zero-filled (sparse) for cells that lack it, and a
-``has_<modality>`` mask in ``obs``. Sparse inputs stay sparse.
+``mdata.obs_names``, with the first modality in ``X`` and the others in
+``obsm["X_<modality>"]`` (feature names in ``uns["<modality>_names"]``), each zero-filled
+(sparse) for cells that lack it, and a ``has_<modality>`` mask in ``obs``. Sparse inputs stay sparse.
 """
 
 from __future__ import annotations
@@ -130,13 +130,17 @@ def mudata_to_mosaic_anndata(
                 )
             mask = user_mask & mask
         obs[mask_col] = mask
+        names = np.asarray(sub.var_names, dtype=str)
+        options = {k: entry[k] for k in ("kind", "likelihood", "encoder_input") if entry.get(k)}
+        if not registered:  # the first modality goes in X (as in views written before; var_names = its features)
+            adata_kwargs["X"] = padded
+            adata_kwargs["var"] = pd.DataFrame(index=pd.Index(names))
+            registered[name] = {"layer": None, "mask": mask_col, **options}
+            continue
         key = f"X_{name}"
         adata_kwargs["obsm"][key] = padded
-        adata_kwargs["uns"][f"{name}_names"] = np.asarray(sub.var_names, dtype=str)
-        registered[name] = {"obsm": key, "mask": mask_col,
-                            **{k: entry[k] for k in ("kind", "likelihood", "encoder_input") if entry.get(k)}}
-    # a dense zero-width X: scvi-tools' load takes an empty *sparse* X for a minified AnnData
-    adata_kwargs["X"] = np.zeros((len(obs_names), 0), dtype=np.float32)
+        adata_kwargs["uns"][f"{name}_names"] = names
+        registered[name] = {"obsm": key, "mask": mask_col, **options}
     adata = AnnData(**adata_kwargs)
     return adata, {"modalities": registered}
 
