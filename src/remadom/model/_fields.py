@@ -79,6 +79,7 @@ class ModalityField(BaseAnnDataField):
         """Validate (unless just done for this AnnData), then store the spec and the feature names."""
         if self._validated != id(adata):
             self.validate_field(adata)
+        self._validated = None
         _compat._verify_and_correct_data_format(adata, self.attr_name, self.attr_key)
         return {self.SPEC_KEY: self.spec.to_dict(), self.COLUMN_NAMES_KEY: feature_names(adata, self.spec)}
 
