@@ -41,14 +41,11 @@ def observed_masks(data, modalities: dict[str, str] | None = None) -> dict[str, 
 
 
 def _model_modality_map(model) -> dict[str, str] | None:
-    """Model modality name -> MuData key, read from the model's registered setup arguments."""
-    try:
-        args = model.adata_manager.registry["setup_args"]
-    except (AttributeError, KeyError):
-        return None
-    mods = args.get("modalities")
+    """Model modality name -> MuData key, read from the model's ``setup_mudata`` arguments."""
+    mods = (getattr(model, "mudata_setup_", None) or {}).get("modalities")
     if isinstance(mods, dict):
-        return {k: v for k, v in mods.items() if k in model.modality_names}
+        return {k: (v if isinstance(v, str) else v.get("mod", k)) for k, v in mods.items()
+                if k in model.modality_names}
     return None
 
 
