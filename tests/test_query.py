@@ -12,6 +12,7 @@ from conftest import make_mosaic_adata, make_mosaic_mudata
 
 import remadom
 from remadom import REMADOM, RemadomSetupError
+from remadom.module import MODULE_KEYS
 
 FAST = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, "batch_size": 64}
 SMALL = {"n_hidden": 16, "n_latent": 4}
@@ -100,8 +101,8 @@ def test_reference_cells_decode_identically_after_expansion(rng):
         batch = torch.tensor([[0], [1]] * 5)
         cats = torch.tensor(rng.integers(0, 3, (10, 1)))
         with torch.no_grad():
-            out_ref = ref.module.generative(z, library, batch, cats)["params"]
-            out_q = q.module.generative(z, library, batch, cats)["params"]
+            out_ref = ref.module.generative(z, library, batch, cats)[MODULE_KEYS.PARAMS_KEY]
+            out_q = q.module.generative(z, library, batch, cats)[MODULE_KEYS.PARAMS_KEY]
         for m in ref.modality_names:
             for key, value in out_ref[m].items():
                 assert torch.allclose(value, out_q[m][key], atol=1e-5), (
@@ -157,7 +158,8 @@ def test_filled_features_are_left_out_of_the_loss(reference):
     torch.manual_seed(0)
     inference = q.module.inference(**q.module._get_inference_input(tensors))
     generative = q.module.generative(**q.module._get_generative_input(tensors, inference))
-    inference_changed = dict(inference, x_dense={**inference["x_dense"], "rna": x})
+    prepared_x = inference[MODULE_KEYS.X_PREPARED_KEY]
+    inference_changed = {**inference, MODULE_KEYS.X_PREPARED_KEY: {**prepared_x, "rna": x}}
     base = q.module.loss(tensors, inference, generative).reconstruction_loss["rna"]
     other = q.module.loss(changed, inference_changed, generative).reconstruction_loss["rna"]
     assert torch.equal(base, other)

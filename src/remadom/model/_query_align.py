@@ -21,7 +21,7 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
 from ..modalities import ModalitySpec
-from ._setup import feature_names
+from ._fields import feature_names, registered_feature_names, registered_specs
 from ._validation import RemadomSetupError, get_modality_matrix, read_mask
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,13 @@ class ReferenceModality:
 def reference_modalities(model) -> dict[str, ReferenceModality]:
     """The reference's modalities (spec + training features), in model order.
 
-    This is the only place reference mapping reads the reference's setup; point it at the
-    modality registry when specs and feature names live there.
+    This is the only place reference mapping reads the reference's setup: each modality's
+    :class:`~remadom.model.ModalityField` entry of the data registry.
     """
+    names = registered_feature_names(model.adata_manager)
     return {
-        s.name: ReferenceModality(s, pd.Index(np.asarray(model.feature_names_[s.name], dtype=str)))
-        for s in model.specs
+        s.name: ReferenceModality(s, pd.Index(np.asarray(names[s.name], dtype=str)))
+        for s in registered_specs(model.adata_manager)
     }
 
 
@@ -229,15 +230,13 @@ def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
             "REMADOM.prepare_query_anndata (same obsm keys / layers as the reference)."
         )
     ref = reference_modalities(reference)
-    mod_of = dict(setup["modalities"])  # model modality name -> mdata.mod key
-    name_of = {mod: name for name, mod in mod_of.items()}
+    # model modality name -> {"mod": mdata.mod key, "layer": ..., "mask": ...}, shorthand folded in
+    entries = reference._mudata_modalities(mdata, setup)
+    name_of = {entry["mod"]: name for name, entry in entries.items()}
     kept_mods = _check_modality_names(list(mdata.mod.keys()), name_of, ignore_unknown_modalities, "mdata.mod")
-    layers = {n: (setup.get("layers") or {}).get(n) for n in mod_of}
-    if "rna" in mod_of and "rna" not in (setup.get("layers") or {}):
-        layers["rna"] = setup.get("rna_layer")
     mods, report = {}, {"modalities": {}}
     for name, r in ref.items():
-        mod, layer = mod_of[name], layers.get(name)
+        mod, layer = entries[name]["mod"], entries[name].get("layer")
         if mod in kept_mods:
             sub = mdata.mod[mod]
             matrix = sub.X if layer is None else sub.layers[layer]
@@ -258,7 +257,7 @@ def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
         raise RemadomSetupError(f"{int(missing.sum())} query cells are in a modality but not in mdata.obs.")
     out.obs = mdata.obs.loc[carried_cells].copy()
     _fill_missing_labels(out.obs, reference)
-    for key in (setup.get("mask_keys") or {}).values():
+    for key in {entry.get("mask") for entry in entries.values()} - {None}:
         if key not in out.obs:
             out.obs[key] = True
     out.uns[QUERY_UNS_KEY] = report
