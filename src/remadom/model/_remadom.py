@@ -479,7 +479,8 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         counts = dict.fromkeys(self.modality_names, 0.0)
         for tensors in self._loader(adata, indices, batch_size):
             _, _, loss = self.module(tensors)
-            observed = self.module.observed_masks(*self.module._get_inference_input(tensors).values())
+            inputs = self.module._get_inference_input(tensors)
+            observed = self.module.observed_masks(inputs["x"], inputs["masks"])
             for i, m in enumerate(self.modality_names):
                 totals[m] += float(loss.reconstruction_loss[m].sum())
                 counts[m] += float(observed[i].sum())

@@ -15,6 +15,7 @@ from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import LIKELIHOODS
+from ..nn.masked import FeatureMaskBank
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
 
@@ -66,6 +67,10 @@ class RemadomModule(BaseModuleClass):
     modality_stats
         Per-modality data statistics used at initialization (``idf`` for ATAC,
         ``background_init`` for the ADT mixture).
+    feature_masks
+        ``{modality: (n_batch, n_features) bool}``: the features each batch measured (see
+        :mod:`remadom.nn.masked`). Unmeasured entries add nothing to the NLL, are left out of
+        library sizes and are shown to the encoder as missing. Kept as buffers (state dict).
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class RemadomModule(BaseModuleClass):
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
+        feature_masks: dict | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -107,6 +113,7 @@ class RemadomModule(BaseModuleClass):
         self.n_batch_offsets = n_batch if batch_effect == "additive" and n_batch > 1 else 0
         decoder_cats = ([n_batch] if batch_effect == "nonlinear" else []) + list(n_cats_per_cov or [])
 
+        self.feature_masks = FeatureMaskBank(feature_masks)
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -132,6 +139,7 @@ class RemadomModule(BaseModuleClass):
         return {
             "x": {m: tensors[modality_key(m)] for m in self.modality_names},
             "masks": {m: tensors.get(mask_key(m)) for m in self.modality_names},
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
         }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
@@ -171,6 +179,7 @@ class RemadomModule(BaseModuleClass):
         masks: dict,
         use_modalities: Sequence[str] | None = None,
         n_samples: int = 1,
+        batch_index: torch.Tensor | None = None,
     ) -> dict:
         """Encode observed modalities and fuse their experts.
 
@@ -184,10 +193,17 @@ class RemadomModule(BaseModuleClass):
             Encode from this subset only (others are treated as missing).
         n_samples
             Number of posterior samples of ``z``.
+        batch_index
+            Batch code of each cell; needed only by modalities with feature masks.
         """
         # data as each likelihood scores it (ATAC binarized once, while still sparse)
         prepared = {m: self.heads[m].prepare(v) for m, v in x.items()}
         x = {m: to_dense(v) for m, v in prepared.items()}
+        entry_masks = {m: self.feature_masks.entry_mask(m, batch_index) for m in self.modality_names
+                       if m in self.feature_masks}
+        for m, emask in entry_masks.items():  # unmeasured entries hold no data: zero them everywhere
+            x[m] = x[m] * emask.to(x[m].dtype)
+            prepared[m] = x[m]
         observed = self.observed_masks(x, masks)
         encode = observed
         if use_modalities is not None:
@@ -207,17 +223,18 @@ class RemadomModule(BaseModuleClass):
             if rows.numel() == 0:
                 continue
             encoder = self.encoders[m]
-            mu, lv = encoder.encode(_take(encoder.input(prepared[m]), rows))
+            mu, lv = encoder.encode(_take(encoder.input(prepared[m], entry_masks.get(m)), rows))
             means[i] = means[i].index_put((rows,), mu.float())
             logvars[i] = logvars[i].index_put((rows,), lv.float())
         qz_m, qz_logvar = product_of_experts(means, logvars, encode)
         qz = Normal(qz_m, torch.exp(0.5 * qz_logvar))
         z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
-        library = {m: self.heads[m].library(x[m]) for m in self.modality_names}
+        library = {m: self.heads[m].library(x[m], entry_masks.get(m)) for m in self.modality_names}
         return {
             "z": z, "qz": qz, "qz_m": qz_m, "qz_logvar": qz_logvar,
             "expert_means": means, "expert_logvars": logvars,
             "observed": observed, "encoded": encode, "library": library, "x_dense": x,
+            "entry_masks": entry_masks,
         }
 
     # -------------------------------------------------------------- generative
@@ -303,11 +320,16 @@ class RemadomModule(BaseModuleClass):
         weights = {**self.modality_weights, **(modality_weights or {})}
         n_cells = observed.shape[1]
         reconstruction, extra = {}, {}
+        entry_masks = inference_outputs.get("entry_masks", {})
         for i, m in enumerate(self.modality_names):
             rows = generative_outputs["rows"][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                nll = nll.index_put((rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs["params"][m]))
+                emask = entry_masks.get(m)
+                emask = None if emask is None else _take(emask, rows)
+                nll = nll.index_put(
+                    (rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs["params"][m], mask=emask)
+                )
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
         kl = kl_to_standard_normal(inference_outputs["qz_m"], inference_outputs["qz_logvar"])

@@ -7,6 +7,10 @@ float32) and how to give a normalized expected value for imputation
 
 Every head receives the cell's observed ``library`` (total counts, or the number of
 open peaks for ATAC); each uses it as its likelihood requires.
+
+``nll`` and ``library`` take an optional ``mask`` (``n_cells x n_features``, ``True`` =
+measured; see :mod:`remadom.nn.masked`): unmeasured entries add nothing to the NLL and get a
+zero gradient, and library size / depth come from the measured features only.
 """
 
 from __future__ import annotations
@@ -17,13 +21,21 @@ from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroIn
 from torch import nn
 from torch.distributions import Normal, Poisson
 
+from .masked import masked_feature_sum, masked_library, measured_fraction, renormalize_scale
+
 _EPS = 1e-8
 
 
-def clr(x: torch.Tensor) -> torch.Tensor:
-    """Centred log-ratio of counts, per cell: ``log1p(x) - mean(log1p(x))``."""
+def clr(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Centred log-ratio of counts, per cell: ``log1p(x) - mean(log1p(x))``.
+
+    With a feature ``mask`` the mean runs over the measured features only.
+    """
     logx = torch.log1p(x)
-    return logx - logx.mean(-1, keepdim=True)
+    if mask is None:
+        return logx - logx.mean(-1, keepdim=True)
+    m = mask.to(logx.dtype)
+    return logx - (logx * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
 
 
 class LikelihoodHead(nn.Module):
@@ -55,12 +67,12 @@ class LikelihoodHead(nn.Module):
         """Data as the likelihood scores it (identity; Bernoulli binarizes). Sparse stays sparse."""
         return x
 
-    def library(self, x: torch.Tensor) -> torch.Tensor:
-        """Observed per-cell size of prepared data: total counts (number of open features for ATAC)."""
-        return x.sum(-1).float()
+    def library(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Observed per-cell size of prepared data over the measured features (``mask``)."""
+        return masked_library(x, mask)
 
-    def nll(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        """Negative log-likelihood per cell, shape ``(n_cells,)``."""
+    def nll(self, x: torch.Tensor, params: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood per cell over the measured entries (``mask``), shape ``(n_cells,)``."""
         raise NotImplementedError
 
     def expected(self, params: dict) -> torch.Tensor:
@@ -136,9 +148,10 @@ class _ScaledCountsHead(LikelihoodHead):
 class NegativeBinomialHead(_ScaledCountsHead):
     """Negative binomial (scVI default for RNA)."""
 
-    def nll(self, x, params):
+    def nll(self, x, params, mask=None):
         p = _float(params)
-        return -NegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS).log_prob(x.float()).sum(-1)
+        mu = p["mu"] * renormalize_scale(p["scale"], mask)
+        return -masked_feature_sum(NegativeBinomial(mu=mu + _EPS, theta=p["theta"] + _EPS).log_prob(x.float()), mask)
 
     def sample(self, params):
         p = _float(params)
@@ -157,14 +170,15 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
         params["zi_logits"] = self.dropout_layer(h).float()
         return params
 
-    def _dist(self, params):
+    def _dist(self, params, mask=None):
         p = _float(params)
         return ZeroInflatedNegativeBinomial(
-            mu=p["mu"] + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"]
+            mu=p["mu"] * renormalize_scale(p["scale"], mask) + _EPS, theta=p["theta"] + _EPS,
+            zi_logits=p["zi_logits"],
         )
 
-    def nll(self, x, params):
-        return -self._dist(params).log_prob(x.float()).sum(-1)
+    def nll(self, x, params, mask=None):
+        return -masked_feature_sum(self._dist(params, mask).log_prob(x.float()), mask)
 
     def sample(self, params):
         return self._dist(params).sample()
@@ -173,8 +187,9 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
 class PoissonHead(_ScaledCountsHead):
     """Poisson with the same library-size scaling (no dispersion)."""
 
-    def nll(self, x, params):
-        return -Poisson(params["mu"].float() + _EPS).log_prob(x.float()).sum(-1)
+    def nll(self, x, params, mask=None):
+        mu = params["mu"].float() * renormalize_scale(params["scale"].float(), mask)
+        return -masked_feature_sum(Poisson(mu + _EPS).log_prob(x.float()), mask)
 
     def sample(self, params):
         return Poisson(params["mu"].float() + _EPS).sample()
@@ -218,8 +233,13 @@ class BernoulliHead(LikelihoodHead):
         """Binarize (``x > 0``), on the stored values only when ``x`` is sparse."""
         return binarize(x)
 
-    def library(self, x):
-        return x.sum(-1).float()
+    def library(self, x, mask=None):
+        """Number of open measured features, divided by the measured fraction of features.
+
+        With a feature mask this estimates the cell's depth on the full feature set, so cells of
+        batches that measured different peak sets enter the depth term on one scale.
+        """
+        return masked_library(x, mask) / measured_fraction(mask, x.shape[0], x.device)
 
     def forward(self, h, batch_index, library):
         if self.form == "product":
@@ -228,10 +248,11 @@ class BernoulliHead(LikelihoodHead):
         logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
         return {"logits": logits, "depth": depth}
 
-    def nll(self, x, params):
+    def nll(self, x, params, mask=None):
         if self.form == "product":
-            return self._nll_product(x, params)
-        return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none").sum(-1)
+            return self._nll_product(x, params, mask)
+        entries = F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none")
+        return masked_feature_sum(entries, mask)
 
     def expected(self, params):
         if self.form == "product":
@@ -268,10 +289,10 @@ class BernoulliHead(LikelihoodHead):
         return {"log_p_norm": log_p_norm, "log_p": log_p_norm + log_depth}
 
     @staticmethod
-    def _nll_product(x, params):
+    def _nll_product(x, params, mask=None):
         log_p = params["log_p"].float().clamp(max=-1e-6)
         log_1mp = torch.log(-torch.expm1(log_p))
-        return -(x * log_p + (1.0 - x) * log_1mp).sum(-1)
+        return -masked_feature_sum(x * log_p + (1.0 - x) * log_1mp, mask)
 
 
 class NegativeBinomialMixtureHead(LikelihoodHead):
@@ -307,8 +328,8 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
             mu1=p["rate_back"], mu2=p["rate_fore"], theta1=p["theta"] + _EPS, mixture_logits=p["mixing_logits"]
         )
 
-    def nll(self, x, params):
-        return -self._dist(params).log_prob(x.float()).sum(-1)
+    def nll(self, x, params, mask=None):
+        return -masked_feature_sum(self._dist(params).log_prob(x.float()), mask)
 
     def expected(self, params):
         return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
@@ -331,8 +352,8 @@ class GaussianHead(LikelihoodHead):
     def _dist(self, params):
         return Normal(params["mean"].float(), torch.exp(0.5 * params["log_var"].float()))
 
-    def nll(self, x, params):
-        return -self._dist(params).log_prob(clr(x.float())).sum(-1)
+    def nll(self, x, params, mask=None):
+        return -masked_feature_sum(self._dist(params).log_prob(clr(x.float(), mask)), mask)
 
     def expected(self, params):
         return params["mean"]
