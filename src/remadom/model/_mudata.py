@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from ._feature_masks import FEATURE_MASKS_UNS_KEY, MEASURED_VARM_KEY
 from ._validation import RemadomSetupError, read_mask
 
 #: Prefix of the mask columns of the internal AnnData.
@@ -128,6 +129,8 @@ def mudata_to_mosaic_anndata(
         obs[mask_col] = mask
         setup["mask_keys"][name] = mask_col
         names = np.asarray(sub.var_names, dtype=str)
+        if MEASURED_VARM_KEY in sub.varm:  # per-batch feature masks (remadom.data.concat_mosaic)
+            adata_kwargs["uns"].setdefault(FEATURE_MASKS_UNS_KEY, {})[name] = pd.DataFrame(sub.varm[MEASURED_VARM_KEY]).T
         if kinds[name] == "rna" and name == "rna":
             adata_kwargs["X"] = padded
             adata_kwargs["var"] = pd.DataFrame(index=pd.Index(names))
