@@ -4,6 +4,8 @@ Scenarios (``benchmarks/_scenarios.py`` ``build_feature_mask_scenario``): ``bmmc
 (two antibody panels) and ``snare_peaksets`` (two peak sets). Methods:
 
 * ``remadom_masks``: REMADOM on the ``concat_mosaic`` join, feature masks registered;
+* ``remadom_masks_norescale``: masks, but the encoder input only zero-filled (no rescaling);
+* ``remadom_masks_shared_encoder``: masks; the encoders see only the features every batch measured;
 * ``remadom_zeros``: the same join with the masks removed (unmeasured zeros scored as data);
 * ``remadom_full``: REMADOM on the same cells with every feature measured (integration reference);
 * ``totalvi`` (ADT) / ``multivi`` (ATAC): scvi-tools on the zero-filled join.
@@ -27,7 +29,9 @@ import scipy.sparse as sp
 import torch
 from _scenarios import FeatureMaskScenario, build_feature_mask_scenario
 
+import remadom.nn.networks as networks
 from remadom.eval import foscttm, imputation_metrics, integration_metrics, mean_profile_baseline
+from remadom.nn.masked import masked_encoder_input
 
 HERE = Path(__file__).resolve().parent
 MEASURED = "remadom_measured"
@@ -37,11 +41,13 @@ def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
-def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int):
+def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, encoder_masks: str | None = None):
     from remadom import REMADOM
 
     REMADOM.setup_mudata(mdata, modalities={"rna": "rna", scn.modality: scn.modality}, batch_key=scn.batch_key)
     model = REMADOM(mdata)
+    if encoder_masks is not None:
+        model.module.encoder_feature_masks = encoder_masks
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
     out = {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
@@ -94,6 +100,10 @@ def _multivi(mdata, scn, epochs, batch_size):
     return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
             "latent_rna": model.get_latent_representation(modality="expression"),
             "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute}
+
+
+def _zero_fill_only(x_in, mask, rescale=True):
+    return masked_encoder_input(x_in, mask, rescale=False)
 
 
 def _without_masks(mdata):
@@ -152,6 +162,11 @@ def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells
         if method == "remadom_masks":
             fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
             assert fit["n_masked_modalities"] == 1, "the masks were not registered"
+        elif method == "remadom_masks_norescale":  # ablation of the encoder input: zero-fill only
+            networks.masked_encoder_input = _zero_fill_only
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
+        elif method == "remadom_masks_shared_encoder":  # encoders see only features every batch measured
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="shared")
         elif method == "remadom_zeros":
             fit = _remadom(_without_masks(scn.mdata), scn, epochs, batch_size)
             assert fit["n_masked_modalities"] == 0
@@ -170,6 +185,7 @@ def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells
             row["foscttm"] = foscttm(fit["latent_rna"], fit["latent_other"])
         if method != "remadom_full":
             row.update(_imputation(fit, scn))
+        networks.masked_encoder_input = masked_encoder_input  # undo the ablation, if any
         row["wall_s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         results.append(row)

@@ -216,3 +216,17 @@ def test_module_without_feature_masks_is_unchanged():
     mods = [{"name": "rna", "kind": "rna", "attr": "layers", "key": None, "n_features": G}]
     module = RemadomModule(mods, n_batch=2, n_latent=3, n_hidden=16)
     assert not any(k.startswith("feature_masks") for k in module.state_dict())
+
+
+def test_shared_encoder_masks_hide_features_not_measured_by_every_batch():
+    module = _module()
+    module.eval()
+    module.encoder_feature_masks = "shared"
+    tensors = _tensors()
+    base = module.inference(**module._get_inference_input(tensors))["qz_m"]
+    other = _tensors()
+    not_shared = torch.tensor(~PANELS.all(0))
+    other[modality_key("adt")][:, not_shared] = 50.0  # measured by one batch only
+    torch.testing.assert_close(module.inference(**module._get_inference_input(other))["qz_m"], base)
+    module.encoder_feature_masks = "batch"  # with the batch's own features, they matter
+    assert not torch.allclose(module.inference(**module._get_inference_input(other))["qz_m"], base)

@@ -203,3 +203,29 @@ def test_batch_with_every_feature_masked_is_an_error_naming_the_fix():
     # the fix: the modality is missing for those cells
     adata.obs.loc[adata.obs["batch"] == "b2", "has_adt"] = False
     _setup(adata, masks)
+
+
+# ------------------------------------------------------------------ benchmark scenarios
+@pytest.mark.realdata
+def test_benchmark_feature_mask_scenarios(shared_data_dir, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _scenarios import build_feature_mask_scenario
+
+    scn = build_feature_mask_scenario("bmmc_cite_panels", shared_data_dir)
+    measured = scn.mdata.mod["adt"].varm[MEASURED_VARM_KEY]
+    assert measured.shape == (134, 2) and (measured.sum() == 90).all() and measured.all(1).sum() == 46
+    # hidden entries are zeros in the join, the truth keeps them
+    b1 = scn.mdata.obs_names[scn.mdata.obs["batch"] == measured.columns[0]]
+    hidden = scn.hidden[measured.columns[0]]
+    assert hidden.size == 44 and scn.mdata.mod["adt"][b1, hidden].X.sum() == 0
+    assert scn.full.mod["adt"][b1, hidden].X.sum() > 0
+
+    scn = build_feature_mask_scenario("snare_peaksets", shared_data_dir, n_cells=400)
+    measured = scn.mdata.mod["atac"].varm[MEASURED_VARM_KEY]
+    n_peaks = 25_734
+    # union of two random 70 % sets: about 91 % of the peaks
+    assert measured.shape[1] == 12 and 0.88 < measured.shape[0] / n_peaks < 0.94
+    assert np.allclose(measured.sum().to_numpy() / n_peaks, 0.7, atol=1e-3)
+    assert len({tuple(v) for v in scn.hidden.values()}) == 2  # two halves, two peak sets

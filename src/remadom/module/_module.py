@@ -114,6 +114,10 @@ class RemadomModule(BaseModuleClass):
         decoder_cats = ([n_batch] if batch_effect == "nonlinear" else []) + list(n_cats_per_cov or [])
 
         self.feature_masks = FeatureMaskBank(feature_masks)
+        #: Features the encoders see under feature masks: ``"batch"`` (those the cell's batch
+        #: measured) or ``"shared"`` (those every batch measured, so the pattern of unmeasured
+        #: features cannot tell the encoder the batch). The likelihood always uses ``"batch"``.
+        self.encoder_feature_masks = "batch"
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -172,6 +176,12 @@ class RemadomModule(BaseModuleClass):
         chosen = torch.zeros_like(observed).scatter_(0, rescue.argmax(0, keepdim=True), 1.0) * observed
         return torch.where(none_left.unsqueeze(0), chosen, keep)
 
+    def _encoder_mask(self, m: str, entry_masks: dict) -> torch.Tensor | None:
+        mask = entry_masks.get(m)
+        if mask is None or self.encoder_feature_masks == "batch":
+            return mask
+        return self.feature_masks.shared_mask(m, mask.shape[0]).to(mask.device)
+
     @auto_move_data
     def inference(
         self,
@@ -223,7 +233,7 @@ class RemadomModule(BaseModuleClass):
             if rows.numel() == 0:
                 continue
             encoder = self.encoders[m]
-            mu, lv = encoder.encode(_take(encoder.input(prepared[m], entry_masks.get(m)), rows))
+            mu, lv = encoder.encode(_take(encoder.input(prepared[m], self._encoder_mask(m, entry_masks)), rows))
             means[i] = means[i].index_put((rows,), mu.float())
             logvars[i] = logvars[i].index_put((rows,), lv.float())
         qz_m, qz_logvar = product_of_experts(means, logvars, encode)

@@ -107,3 +107,13 @@ class FeatureMaskBank(nn.Module):
         if batch_index is None:
             raise ValueError(f"Modality {name!r} has feature masks, which need the cells' batch index.")
         return table[batch_index.view(-1).long().to(table.device)]
+
+    def shared_mask(self, name: str, n_cells: int) -> torch.Tensor | None:
+        """``(n_cells, n_features)`` mask of the features measured in every batch (same for all cells).
+
+        Rows of batches without the modality are all ``True`` and do not shrink the intersection.
+        """
+        table = self.batch_masks(name)
+        if table is None:
+            return None
+        return table.all(0, keepdim=True).expand(n_cells, -1)
