@@ -5,7 +5,8 @@ Scenarios (``benchmarks/_scenarios.py`` ``build_feature_mask_scenario``): ``bmmc
 
 * ``remadom_masks``: REMADOM on the ``concat_mosaic`` join, feature masks registered;
 * ``remadom_masks_norescale``: masks, but the encoder input only zero-filled (no rescaling);
-* ``remadom_masks_shared_encoder``: masks; the encoders see only the features every batch measured;
+* ``remadom_masks_shared_encoder`` / ``remadom_masks_batch_encoder``: masks; the encoders see the
+  features every batch measured (the default since this benchmark) / those the cell's batch measured;
 * ``remadom_zeros``: the same join with the masks removed (unmeasured zeros scored as data);
 * ``remadom_full``: REMADOM on the same cells with every feature measured (integration reference);
 * ``totalvi`` (ADT) / ``multivi`` (ATAC): scvi-tools on the zero-filled join.
@@ -167,6 +168,8 @@ def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells
             fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
         elif method == "remadom_masks_shared_encoder":  # encoders see only features every batch measured
             fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="shared")
+        elif method == "remadom_masks_batch_encoder":  # encoders see the features the cell's batch measured
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="batch")
         elif method == "remadom_zeros":
             fit = _remadom(_without_masks(scn.mdata), scn, epochs, batch_size)
             assert fit["n_masked_modalities"] == 0

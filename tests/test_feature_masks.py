@@ -230,3 +230,17 @@ def test_shared_encoder_masks_hide_features_not_measured_by_every_batch():
     torch.testing.assert_close(module.inference(**module._get_inference_input(other))["qz_m"], base)
     module.encoder_feature_masks = "batch"  # with the batch's own features, they matter
     assert not torch.allclose(module.inference(**module._get_inference_input(other))["qz_m"], base)
+
+
+def test_shared_encoder_masks_fall_back_to_batch_masks_without_shared_features():
+    module = _module()
+    disjoint = np.array([[True] * 3 + [False] * 3, [False] * 3 + [True] * 3])
+    module.feature_masks = FeatureMaskBank({"adt": disjoint})
+    entry = module.feature_masks.entry_mask("adt", torch.tensor([[0], [1]]))
+    assert module.encoder_feature_masks == "shared"
+    torch.testing.assert_close(module._encoder_mask("adt", {"adt": entry}), entry)
+    shared = FeatureMaskBank({"adt": PANELS})
+    module.feature_masks = shared
+    entry = shared.entry_mask("adt", torch.tensor([[0], [1]]))
+    np.testing.assert_array_equal(module._encoder_mask("adt", {"adt": entry}).numpy(),
+                                  np.broadcast_to(PANELS.all(0), (2, A)))

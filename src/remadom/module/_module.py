@@ -114,10 +114,12 @@ class RemadomModule(BaseModuleClass):
         decoder_cats = ([n_batch] if batch_effect == "nonlinear" else []) + list(n_cats_per_cov or [])
 
         self.feature_masks = FeatureMaskBank(feature_masks)
-        #: Features the encoders see under feature masks: ``"batch"`` (those the cell's batch
-        #: measured) or ``"shared"`` (those every batch measured, so the pattern of unmeasured
-        #: features cannot tell the encoder the batch). The likelihood always uses ``"batch"``.
-        self.encoder_feature_masks = "batch"
+        #: Features the encoders see under feature masks: ``"shared"`` (default; those every batch
+        #: measured, so the pattern of unmeasured features cannot tell the encoder the batch; a
+        #: modality whose batches share no feature falls back to ``"batch"``) or ``"batch"`` (those
+        #: the cell's batch measured). The likelihood always scores what the cell's batch measured.
+        #: ``benchmarks/README.md`` (bmmc_cite_panels) measures both.
+        self.encoder_feature_masks = "shared"
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -180,7 +182,8 @@ class RemadomModule(BaseModuleClass):
         mask = entry_masks.get(m)
         if mask is None or self.encoder_feature_masks == "batch":
             return mask
-        return self.feature_masks.shared_mask(m, mask.shape[0]).to(mask.device)
+        shared = self.feature_masks.shared_mask(m, mask.shape[0]).to(mask.device)
+        return shared if bool(shared[:1].any()) else mask
 
     @auto_move_data
     def inference(
