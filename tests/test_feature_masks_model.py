@@ -14,7 +14,7 @@ from remadom.model._feature_masks import MEASURED_VARM_KEY, fill_unmeasured
 from remadom.model._validation import RemadomSetupError
 
 SMALL = {"n_latent": 4, "n_hidden": 16, "n_layers": 1}
-TRAIN = {"max_epochs": 2, "batch_size": 32, "enable_progress_bar": False}
+TRAIN = {"max_epochs": 1, "batch_size": 32, "enable_progress_bar": False}
 
 
 def _adata(rng, n, features, prefix, rate=3.0):
@@ -206,6 +206,7 @@ def test_batch_with_every_feature_masked_is_an_error_naming_the_fix():
 
 
 # ------------------------------------------------------------------ benchmark scenarios
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_benchmark_feature_mask_scenarios(shared_data_dir, monkeypatch):
     from pathlib import Path
