@@ -12,7 +12,7 @@ from scvi import REGISTRY_KEYS
 
 from remadom._constants import mask_key, modality_key
 from remadom.module import RemadomModule
-from remadom.nn.likelihoods import LIKELIHOODS, clr
+from remadom.nn.likelihoods import LIKELIHOODS, LikelihoodHead, clr, register_likelihood
 from remadom.nn.masked import FeatureMaskBank, masked_encoder_input
 from remadom.nn.networks import EncoderInput
 
@@ -21,8 +21,9 @@ N, G, H, B = 8, 6, 4, 2
 #: per-entry parameters of each head (their entries at masked positions must get no gradient)
 ENTRY_PARAMS = {
     "nb": ["mu", "theta"], "zinb": ["mu", "theta", "zi_logits"], "poisson": ["mu"],
-    "bernoulli": ["logits"], "nbmixture": ["rate_back", "rate_fore", "mixing_logits", "theta"],
-    "gaussian": ["mean", "log_var"],
+    "bernoulli": ["logits"], "bernoulli_peakvi": ["log_p"],
+    "nbmixture": ["rate_back", "rate_fore", "mixing_logits", "theta"],
+    "gaussian": ["mean", "log_var"], "gaussian_clr": ["mean", "log_var"],
 }
 
 
@@ -41,7 +42,7 @@ def _head(name, rng):
     torch.manual_seed(0)
     head = LIKELIHOODS[name](H, G, B)
     x = torch.tensor(rng.poisson(3.0, size=(N, G)), dtype=torch.float32)
-    if name == "bernoulli":
+    if LIKELIHOODS[name].binary:
         x = (x > 2).float()
     batch = torch.tensor(rng.integers(0, B, size=(N, 1)))
     library = torch.tensor(rng.integers(20, 200, size=N), dtype=torch.float32)
@@ -63,7 +64,7 @@ def test_masked_entries_add_no_loss_and_get_no_gradient(name, rng):
         assert torch.any(grad[mask] != 0), f"{name}: measured entries of {key!r} got none"
     # values at masked entries do not matter
     x_other = x.clone()
-    x_other[~mask] = 1.0 if name == "bernoulli" else 99.0
+    x_other[~mask] = 1.0 if LIKELIHOODS[name].binary else 99.0
     torch.testing.assert_close(head.nll(x_other, params, mask=mask), head.nll(x, params, mask=mask))
     # and an all-True mask is the unmasked NLL
     torch.testing.assert_close(head.nll(x, params, mask=torch.ones_like(mask)), head.nll(x, params))
@@ -100,8 +101,27 @@ def test_bernoulli_masked_matches_torch(rng):
     torch.testing.assert_close(head.nll(x, p, mask=mask), ref)
 
 
-def test_gaussian_masked_clr_uses_measured_features_only(rng):
+def test_every_registered_head_takes_feature_masks():
+    assert set(ENTRY_PARAMS) == set(LIKELIHOODS)
+    assert all(cls.supports_feature_masks() for cls in LIKELIHOODS.values())
+
+
+def test_bernoulli_peakvi_masked_matches_torch(rng):
+    head, x, p = _head("bernoulli_peakvi", rng)
+    mask = _mask(rng)
+    ref = -(torch.distributions.Bernoulli(probs=torch.exp(p["log_p"])).log_prob(x) * mask).sum(-1)
+    torch.testing.assert_close(head.nll(x, p, mask=mask), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_gaussian_masked_matches_torch_on_values_as_given(rng):
     head, x, p = _head("gaussian", rng)
+    mask = _mask(rng)
+    dist = torch.distributions.Normal(p["mean"], torch.exp(0.5 * p["log_var"]))
+    torch.testing.assert_close(head.nll(x, p, mask=mask), -(dist.log_prob(x) * mask).sum(-1))
+
+
+def test_gaussian_clr_masked_clr_uses_measured_features_only(rng):
+    head, x, p = _head("gaussian_clr", rng)
     mask = _mask(rng)
     out = head.nll(x, p, mask=mask)
     for c in range(N):
@@ -169,7 +189,7 @@ def _module():
     ]
     return RemadomModule(
         mods, n_batch=2, n_latent=3, n_hidden=16, modality_dropout=0.0,
-        modality_stats={"atac": {"idf": np.ones(P, dtype=np.float32)}},
+        modality_stats={"atac": {"encoder": {"idf": np.ones(P, dtype=np.float32)}}},
         feature_masks={"adt": PANELS, "atac": PEAKS},
     )
 
@@ -244,3 +264,44 @@ def test_shared_encoder_masks_fall_back_to_batch_masks_without_shared_features()
     entry = shared.entry_mask("adt", torch.tensor([[0], [1]]))
     np.testing.assert_array_equal(module._encoder_mask("adt", {"adt": entry}).numpy(),
                                   np.broadcast_to(PANELS.all(0), (2, A)))
+
+
+def test_a_head_with_per_entry_terms_gets_masks_from_the_base_class(rng):
+    base = LIKELIHOODS["gaussian"]
+
+    class EntriesOnly(LikelihoodHead):  # only nll_entries: the base nll does the masking
+        name = "entries_only_test"
+
+        def __init__(self, n_hidden, n_features, n_batch):
+            super().__init__(n_hidden, n_features, n_batch)
+            self.inner = base(n_hidden, n_features, n_batch)
+
+        def forward(self, h, batch_index, library):
+            return self.inner(h, batch_index, library)
+
+        def nll_entries(self, x, params, mask=None):
+            return self.inner.nll_entries(x, params, mask)
+
+    head, x, p = _head("gaussian", rng)
+    mask = _mask(rng)
+    assert EntriesOnly.supports_feature_masks()
+    torch.testing.assert_close(EntriesOnly(H, G, B).nll(x, p, mask=mask), head.nll(x, p, mask=mask))
+
+
+def test_a_head_whose_nll_takes_no_mask_is_refused_for_a_masked_modality():
+    class Unmaskable(LIKELIHOODS["gaussian"]):  # overrides nll without a mask (written before masks)
+        name = "unmaskable_test"
+
+        def nll(self, x, params):
+            return super().nll(x, params)
+
+    assert not Unmaskable.supports_feature_masks()
+    register_likelihood(Unmaskable)
+    try:
+        mods = [{"name": "sig", "kind": "counts", "attr": "obsm", "key": "X_sig", "likelihood": "unmaskable_test",
+                 "n_features": A}]
+        RemadomModule(mods, n_batch=2, n_latent=3, n_hidden=16)  # fine without feature masks
+        with pytest.raises(ValueError, match="takes no `mask`"):
+            RemadomModule(mods, n_batch=2, n_latent=3, n_hidden=16, feature_masks={"sig": PANELS})
+    finally:
+        LIKELIHOODS.pop(Unmaskable.name)

@@ -98,6 +98,23 @@ def test_mudata_masks_are_found_registered_and_returned(panels_model):
     np.testing.assert_array_equal(model.module.feature_masks.batch_masks("adt").numpy(), adt.to_numpy())
 
 
+def test_mudata_masks_of_the_first_modality_held_in_x_are_registered(rng):
+    import mudata as md
+
+    inputs = {}
+    for name, genes in (("b1", [f"g{i}" for i in range(8)]), ("b2", [f"g{i}" for i in range(3, 10)])):
+        inputs[name] = md.MuData({"rna": _adata(rng, 20, genes, name),
+                                  "adt": _adata(rng, 20, ["p0", "p1", "p2"], name, rate=8.0)})
+    mdata = concat_mosaic(inputs, batch_key="batch")
+    REMADOM.setup_mudata(mdata, modalities={"rna": "rna", "adt": "adt"}, batch_key="batch")
+    model = REMADOM(mdata, **SMALL)
+    assert model.adata.X.shape[1] == 10  # the first modality sits in X of the view
+    masks = model.get_feature_masks()
+    assert set(masks) == {"rna"}
+    assert not masks["rna"].loc["b1", ["g8", "g9"]].any() and not masks["rna"].loc["b2", ["g0", "g1", "g2"]].any()
+    assert masks["rna"].loc["b1", [f"g{i}" for i in range(8)]].all()
+
+
 def test_impute_gives_every_protein_for_every_cell(panels_model):
     model, mdata, *_ = panels_model
     out = model.impute("adt")
