@@ -190,3 +190,101 @@ def padded_mudata(scn: Scenario) -> md.MuData:
     out = md.MuData(mods)
     out.obs = out.obs.join(scn.mdata.obs[[scn.batch_key, scn.labels_key]], how="left")
     return out
+
+
+# --- feature-level missingness (issue #11) -------------------------------------------------------
+
+
+@dataclass
+class FeatureMaskScenario:
+    """Batches that measured different features of one modality, with the hidden entries kept.
+
+    ``mdata`` is the outer join written by :func:`remadom.data.concat_mosaic` (unmeasured entries
+    are zeros; ``mdata.mod[modality].varm["remadom_measured"]`` says which were measured);
+    ``full`` is the same cells with every feature measured (ground truth and full-panel reference).
+    ``hidden[batch]`` lists the features of ``modality`` that batch did not measure.
+    """
+
+    name: str
+    mdata: md.MuData
+    full: md.MuData
+    modality: str
+    hidden: dict[str, np.ndarray]
+    labels_key: str
+    batch_key: str = "batch"
+    description: str = ""
+
+
+def _read(stem: str, data_dir, n_cells, seed, labels_key) -> md.MuData:
+    path = Path(data_dir) / f"{stem}.h5mu"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; pass --data-dir pointing at shared/data.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdata = _subsample(md.read_h5mu(path), n_cells, seed)
+        mdata = _global_obs(mdata, ["batch", labels_key])
+    mdata.obs["batch"] = mdata.obs["batch"].astype(str)
+    return mdata
+
+
+def _split_features(mdata, modality, groups: dict[str, np.ndarray], features: dict[str, np.ndarray],
+                    labels_key: str):
+    """One MuData per group of batches, ``modality`` cut to that group's features; concat_mosaic."""
+    from remadom.data import concat_mosaic
+
+    parts = {}
+    for group, batches in groups.items():
+        cells = mdata.obs_names[mdata.obs["batch"].isin(batches).to_numpy()]
+        mods = {}
+        for m, sub in mdata.mod.items():
+            sub = sub[sub.obs_names.isin(cells)]
+            if m == modality:
+                sub = sub[:, sub.var_names.isin(features[group])]
+            mods[m] = ad.AnnData(X=sub.X.copy(), obs=sub.obs[[]].copy(), var=sub.var[[]].copy())
+        part = md.MuData(mods)
+        part.obs = part.obs.join(mdata.obs[["batch", labels_key]], how="left")
+        parts[group] = part
+    joined = concat_mosaic(parts, batch_key="batch")
+    joined.obs[labels_key] = mdata.obs.loc[joined.obs_names, labels_key].to_numpy()
+    # the full-panel reference, same cells and feature order as the joined data
+    full_mods = {m: mdata.mod[m][joined.mod[m].obs_names, joined.mod[m].var_names].copy() for m in mdata.mod}
+    full_mods = {m: ad.AnnData(X=a.X, obs=a.obs[[]], var=a.var[[]]) for m, a in full_mods.items()}
+    full = md.MuData(full_mods)
+    full.obs = full.obs.join(joined.obs[["batch", labels_key]], how="left")
+    measured = joined.mod[modality].varm["remadom_measured"]
+    hidden = {b: np.asarray(measured.index[~measured[b].to_numpy()]) for b in measured.columns}
+    return joined, full, hidden
+
+
+def build_feature_mask_scenario(name: str, data_dir, n_cells: int | None = None, seed: int = 0):
+    """``bmmc_cite_panels`` or ``snare_peaksets`` (see ``benchmarks/README.md``).
+
+    * ``bmmc_cite_panels``: the 134 proteins are dealt at random into 46 shared + 44 + 44; batch
+      s1d1 measures shared + first 44 (90 proteins), s1d2 shared + second 44 (90).
+    * ``snare_peaksets``: the 12 libraries (sorted) are split in two halves of 6; each half measures
+      its own random 70 % of the peaks (peaks measured by neither half are dropped by the join).
+    """
+    rng = np.random.default_rng(seed)
+    if name == "bmmc_cite_panels":
+        labels_key = "cell_type"
+        mdata = _read("bmmc_cite_neurips2021_starter", data_dir, n_cells, seed, labels_key)
+        proteins = np.asarray(mdata.mod["adt"].var_names)[rng.permutation(mdata.mod["adt"].n_vars)]
+        shared, a_only, b_only = proteins[:46], proteins[46:90], proteins[90:]
+        batches = sorted(mdata.obs["batch"].unique())
+        groups = {batches[0]: [batches[0]], batches[1]: [batches[1]]}
+        features = {batches[0]: np.r_[shared, a_only], batches[1]: np.r_[shared, b_only]}
+        modality, desc = "adt", f"{batches[0]} measures 90 proteins, {batches[1]} another 90 (46 shared)"
+    elif name == "snare_peaksets":
+        labels_key = "cell_type"
+        mdata = _read("mouse_cortex_snareseq_chen2019", data_dir, n_cells, seed, labels_key)
+        batches = sorted(mdata.obs["batch"].unique())
+        half = len(batches) // 2
+        groups = {"half1": batches[:half], "half2": batches[half:]}
+        peaks = np.asarray(mdata.mod["atac"].var_names)
+        n_keep = int(round(0.7 * peaks.size))
+        features = {g: peaks[rng.choice(peaks.size, n_keep, replace=False)] for g in groups}
+        modality, desc = "atac", "two halves of the 12 libraries, each measuring its own random 70% of the peaks"
+    else:
+        raise ValueError(f"Unknown feature-mask scenario {name!r}; use 'bmmc_cite_panels' or 'snare_peaksets'.")
+    joined, full, hidden = _split_features(mdata, modality, groups, features, labels_key)
+    return FeatureMaskScenario(name, joined, full, modality, hidden, labels_key, description=desc)

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._constants import mask_column
+from ._feature_masks import FEATURE_MASKS_UNS_KEY, MEASURED_VARM_KEY
 from ._validation import RemadomSetupError, mask_from_obs
 
 
@@ -131,6 +132,8 @@ def mudata_to_mosaic_anndata(
             mask = user_mask & mask
         obs[mask_col] = mask
         names = np.asarray(sub.var_names, dtype=str)
+        if MEASURED_VARM_KEY in sub.varm:  # per-batch feature masks (remadom.data.concat_mosaic)
+            adata_kwargs["uns"].setdefault(FEATURE_MASKS_UNS_KEY, {})[name] = pd.DataFrame(sub.varm[MEASURED_VARM_KEY]).T
         options = {k: entry[k] for k in ("kind", "likelihood", "encoder_input") if entry.get(k)}
         if not registered:  # the first modality goes in X (as in views written before; var_names = its features)
             adata_kwargs["X"] = padded

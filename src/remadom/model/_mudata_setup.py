@@ -41,6 +41,7 @@ class MuDataSetupMixin:
         layers: dict[str, str | None] | None = None,
         kinds: dict[str, str] | None = None,
         mask_keys: dict[str, str] | None = None,
+        feature_masks: dict | None = None,
         batch_key: str | None = None,
         labels_key: str | None = None,
         categorical_covariate_keys: list[str] | None = None,
@@ -74,6 +75,10 @@ class MuDataSetupMixin:
             Shorthand: kind per modality.
         mask_keys
             Optional boolean ``mdata.obs`` columns further restricting availability.
+        feature_masks
+            ``{modality: DataFrame(batch x feature, bool)}``: the features each batch measured.
+            Default: ``mdata.mod[key].varm["remadom_measured"]`` (features x batches), as
+            written by :func:`remadom.data.concat_mosaic`.
         batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
             Columns of ``mdata.obs``.
         drop_cells_without_modalities
@@ -82,7 +87,7 @@ class MuDataSetupMixin:
         mudata_setup = {k: v for k, v in locals().items() if k not in ("cls", "mdata")}
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
-            view, **setup_kwargs, batch_key=batch_key, labels_key=labels_key,
+            view, **setup_kwargs, feature_masks=feature_masks, batch_key=batch_key, labels_key=labels_key,
             categorical_covariate_keys=categorical_covariate_keys,
             continuous_covariate_keys=continuous_covariate_keys,
         )

@@ -19,7 +19,8 @@ from scvi.utils import setup_anndata_dsp
 from .. import _compat
 from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
-from ._fields import ModalityField, registered_feature_names, registered_specs
+from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables, fill_unmeasured
+from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
@@ -128,6 +129,9 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             dispersion=dispersion,
             batch_effect=batch_effect,
             modality_stats=modality_statistics(adata, self.specs),
+            feature_masks=feature_mask_tables(
+                self.adata_manager, self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+            ),
         )
         self._model_summary_string = (
             f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "
@@ -150,6 +154,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         extra_modalities: dict[str, dict] | None = None,
         mask_keys: dict[str, str] | None = None,
         likelihoods: dict[str, str] | None = None,
+        feature_masks: dict[str, pd.DataFrame] | None = None,
         batch_key: str | None = None,
         labels_key: str | None = None,
         categorical_covariate_keys: list[str] | None = None,
@@ -205,6 +210,12 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             ``{modality: likelihood}``, checked against the data here (e.g.
             ``{"adt": "gaussian"}`` for non-integer ADT). The model's ``likelihoods``
             argument can still override it.
+        feature_masks
+            ``{modality: DataFrame}`` of booleans, batches (values of ``batch_key``) x features:
+            which features each batch measured. Without it, masks are read from
+            ``uns["remadom_feature_masks"]`` or ``varm["remadom_measured"]`` (written by
+            :func:`remadom.data.concat_mosaic`); see :mod:`remadom.model._feature_masks`.
+            Unmeasured entries are left out of the likelihood, never guessed from zeros.
         %(param_batch_key)s
         %(param_labels_key)s
         %(param_cat_cov_keys)s
@@ -232,6 +243,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             check_categorical_key(adata, key, "categorical covariate")
         for key in continuous_covariate_keys or []:
             check_categorical_key(adata, key, "continuous covariate")
+        names = {s.name: feature_names(adata, s) for s in specs}
+        fields.append(FeatureMaskField(specs, batch_key, feature_masks, names))  # after the modality checks
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
@@ -275,6 +288,14 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         adata = self._validate_anndata(adata)
         return {s.name: read_mask(adata, s) for s in self.specs}
+
+    def get_feature_masks(self) -> dict[str, pd.DataFrame]:
+        """Features measured per batch: ``{modality: DataFrame(batch x feature, bool)}``.
+
+        Only modalities with registered feature masks appear; the others were measured in full.
+        """
+        batches = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+        return feature_mask_frames(self.module.feature_masks, self.modality_names, batches, self.feature_names_)
 
     def get_modality_data(self, modality: str, adata=None):
         """The registered raw matrix of ``modality`` (sparse or dense, as stored; zeros where missing)."""
@@ -435,7 +456,9 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
         Decoding uses the cell's own batch when ``target`` was measured in that batch,
-        and otherwise averages over the batches in which it was measured.
+        and otherwise averages over the batches in which it was measured. With feature masks
+        (:meth:`get_feature_masks`) the same holds per feature: a feature the cell's batch did not
+        measure is decoded with the batches that measured it, so every cell gets every feature.
 
         Parameters
         ----------
@@ -505,6 +528,11 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             for code in valid.tolist():
                 avg = avg + decode(torch.full_like(gen_in[k.BATCH_INDEX_KEY], code))[bad]
             pred[bad] = avg / len(valid)
+        table = self.module.feature_masks.batch_masks(target)
+        if table is not None:  # features the cell's batch did not measure: decoders of batches that did
+            batch_index = gen_in[k.BATCH_INDEX_KEY]
+            pred = fill_unmeasured(pred, batch_index, own_ok, table,
+                                   lambda code: decode(torch.full_like(batch_index, code)), valid.tolist())
         return pred
 
     def get_normalized_expression(self, adata=None, indices=None, library_size: float = 1e4,

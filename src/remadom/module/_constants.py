@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 
 class _ModuleKeys(NamedTuple):
-    # inference inputs
+    # inference inputs (and BATCH_INDEX_KEY, for feature masks)
     X_KEY: str = "x"
     OBSERVED_KEY: str = "observed"
     # inference outputs
@@ -17,6 +17,7 @@ class _ModuleKeys(NamedTuple):
     ENCODED_KEY: str = "encoded"
     LIBRARY_KEY: str = "library"
     X_PREPARED_KEY: str = "x_prepared"
+    ENTRY_MASKS_KEY: str = "entry_masks"
     # generative inputs / outputs
     BATCH_INDEX_KEY: str = "batch_index"
     CAT_COVS_KEY: str = "cat_covs"

@@ -15,6 +15,7 @@ from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
+from ..nn.masked import FeatureMaskBank
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
 from ._constants import MODULE_KEYS as K
@@ -71,6 +72,10 @@ class RemadomModule(BaseModuleClass):
         :func:`remadom.model._setup.modality_statistics`: keyword arguments of the likelihood
         head (its :meth:`~remadom.nn.LikelihoodHead.data_statistics`) and of the encoder input
         (``idf`` for ``tfidf``).
+    feature_masks
+        ``{modality: (n_batch, n_features) bool}``: the features each batch measured (see
+        :mod:`remadom.nn.masked`). Unmeasured entries add nothing to the NLL, are left out of
+        library sizes and are shown to the encoder as missing. Kept as buffers (state dict).
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class RemadomModule(BaseModuleClass):
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
+        feature_masks: dict | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -112,6 +118,24 @@ class RemadomModule(BaseModuleClass):
         self.n_batch_offsets = n_batch if batch_effect == "additive" and n_batch > 1 else 0
         decoder_cats = ([n_batch] if batch_effect == "nonlinear" else []) + list(n_cats_per_cov or [])
 
+        self.feature_masks = FeatureMaskBank(feature_masks)
+        unknown = set(self.feature_masks.modalities) - set(self.modality_names)
+        if unknown:
+            raise ValueError(f"feature_masks names unknown modalities {sorted(unknown)}; "
+                             f"the model has {self.modality_names}.")
+        for spec in self.specs:
+            if spec.name in self.feature_masks and not spec.head.supports_feature_masks():
+                raise ValueError(
+                    f"Modality {spec.name!r} has feature masks, but its likelihood {spec.head.name!r} "
+                    "scores every entry: its `nll` or `library` takes no `mask`. Give the head's per-entry terms in "
+                    "`nll_entries` (the base `nll` then skips unmeasured entries), or drop the feature masks."
+                )
+        #: Features the encoders see under feature masks: ``"shared"`` (default; those every batch
+        #: measured, so the pattern of unmeasured features cannot tell the encoder the batch; a
+        #: modality whose batches share no feature falls back to ``"batch"``) or ``"batch"`` (those
+        #: the cell's batch measured). The likelihood always scores what the cell's batch measured.
+        #: ``benchmarks/README.md`` (bmmc_cite_panels) measures both.
+        self.encoder_feature_masks = "shared"
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -149,7 +173,10 @@ class RemadomModule(BaseModuleClass):
     # ------------------------------------------------------------------ inputs
     def _get_inference_input(self, tensors: dict) -> dict:
         x = {m: tensors[modality_key(m)] for m in self.modality_names}
-        return {K.X_KEY: x, K.OBSERVED_KEY: self.observed_masks(tensors)}
+        return {
+            K.X_KEY: x, K.OBSERVED_KEY: self.observed_masks(tensors),
+            K.BATCH_INDEX_KEY: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
         return {
@@ -183,12 +210,20 @@ class RemadomModule(BaseModuleClass):
         chosen = torch.zeros_like(observed).scatter_(0, rescue.argmax(0, keepdim=True), 1.0) * observed
         return torch.where(none_left.unsqueeze(0), chosen, keep)
 
+    def _encoder_mask(self, m: str, entry_masks: dict) -> torch.Tensor | None:
+        mask = entry_masks.get(m)
+        if mask is None or self.encoder_feature_masks == "batch":
+            return mask
+        shared = self.feature_masks.shared_mask(m, mask.shape[0]).to(mask.device)
+        return shared if bool(shared[:1].any()) else mask
+
     @auto_move_data
     def inference(
         self,
         x: dict,
         observed: torch.Tensor,
         use_modalities: Sequence[str] | None = None,
+        batch_index: torch.Tensor | None = None,
     ) -> dict:
         """Encode observed modalities and fuse their experts.
 
@@ -200,15 +235,24 @@ class RemadomModule(BaseModuleClass):
             ``(n_modalities, n_cells)`` availability, from :meth:`observed_masks`.
         use_modalities
             Encode from this subset only (others are treated as missing).
+        batch_index
+            Batch code of each cell; needed only by modalities with feature masks.
 
         Returns
         -------
         dict keyed by :data:`~remadom.module.MODULE_KEYS`; ``x_prepared`` holds each modality
-        as its likelihood scores it (dense), the data :meth:`loss` reads.
+        as its likelihood scores it (dense, unmeasured entries of a feature mask set to 0), the
+        data :meth:`loss` reads, and ``entry_masks`` the ``(n_cells, n_features)`` feature mask
+        of each modality that has one.
         """
         # data as each likelihood scores it (binary heads binarize once, while still sparse)
         prepared = {m: self.heads[m].prepare(v) for m, v in x.items()}
         dense = {m: to_dense(v) for m, v in prepared.items()}
+        entry_masks = {m: self.feature_masks.entry_mask(m, batch_index) for m in self.modality_names
+                       if m in self.feature_masks}
+        for m, emask in entry_masks.items():  # unmeasured entries hold no data: zero them everywhere
+            dense[m] = dense[m] * emask.to(dense[m].dtype)
+            prepared[m] = dense[m]
         observed = observed.float()
         encode = observed
         if use_modalities is not None:
@@ -228,16 +272,18 @@ class RemadomModule(BaseModuleClass):
             if rows.numel() == 0:
                 continue
             encoder = self.encoders[m]
-            mu, lv = encoder.encode(_take(encoder.input(prepared[m]), rows))
+            mu, lv = encoder.encode(_take(encoder.input(prepared[m], self._encoder_mask(m, entry_masks)), rows))
             means[i] = means[i].index_put((rows,), mu.float())
             logvars[i] = logvars[i].index_put((rows,), lv.float())
         qz_m, qz_logvar = product_of_experts(means, logvars, encode)
         qz = Normal(qz_m, torch.exp(0.5 * qz_logvar))
-        library = {m: self.heads[m].library(dense[m]) for m in self.modality_names}
+        library = {m: (self.heads[m].library(dense[m]) if m not in entry_masks
+                       else self.heads[m].library(dense[m], entry_masks[m])) for m in self.modality_names}
         return {
             K.Z_KEY: qz.rsample(), K.QZ_KEY: qz, K.QZ_MEAN_KEY: qz_m, K.QZ_LOGVAR_KEY: qz_logvar,
             K.EXPERT_MEANS_KEY: means, K.EXPERT_LOGVARS_KEY: logvars,
             K.OBSERVED_KEY: observed, K.ENCODED_KEY: encode, K.LIBRARY_KEY: library, K.X_PREPARED_KEY: dense,
+            K.ENTRY_MASKS_KEY: entry_masks,
         }
 
     # -------------------------------------------------------------- generative
@@ -323,12 +369,23 @@ class RemadomModule(BaseModuleClass):
         weights = {**self.modality_weights, **(modality_weights or {})}
         n_cells = observed.shape[1]
         reconstruction, extra = {}, {}
+        entry_masks = inference_outputs.get(K.ENTRY_MASKS_KEY, {})
         for i, m in enumerate(self.modality_names):
             rows = generative_outputs[K.ROWS_KEY][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                x_m, params_m = restrict_to_observed_features(self, m, _take(x[m], rows), generative_outputs[K.PARAMS_KEY][m])
-                nll = nll.index_put((rows,), self.heads[m].nll(x_m, params_m))
+                params = generative_outputs[K.PARAMS_KEY][m]
+                x_m, params_m = restrict_to_observed_features(self, m, _take(x[m], rows), params)
+                emask = entry_masks.get(m)
+                if emask is None:  # heads written without a mask argument score fully measured data
+                    cell_nll = self.heads[m].nll(x_m, params_m)
+                else:
+                    emask_m = _take(emask, rows)
+                    keep = getattr(self, "observed_features", {}).get(m)
+                    if keep is not None:  # query-filled features are left out like in x_m
+                        emask_m = emask_m.index_select(-1, keep.to(emask_m.device))
+                    cell_nll = self.heads[m].nll(x_m, params_m, mask=emask_m)
+                nll = nll.index_put((rows,), cell_nll)
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
         kl = kl_to_standard_normal(inference_outputs[K.QZ_MEAN_KEY], inference_outputs[K.QZ_LOGVAR_KEY])

@@ -11,9 +11,16 @@ float32) and how to give a normalized expected value for imputation
 
 Every head receives the cell's observed ``library`` (total counts, or the number of
 open peaks for ATAC); each uses it as its likelihood requires.
+
+``nll`` and ``library`` take an optional ``mask`` (``n_cells x n_features``, ``True`` =
+measured; see :mod:`remadom.nn.masked`): unmeasured entries add nothing to the NLL and get a
+zero gradient, and library size / depth come from the measured features only. A head gets this
+for free by giving its per-entry terms in :meth:`LikelihoodHead.nll_entries`.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,13 +30,21 @@ from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroIn
 from torch import nn
 from torch.distributions import Normal, Poisson
 
+from .masked import masked_feature_sum, masked_library, measured_fraction, renormalize_scale
+
 _EPS = 1e-8
 
 
-def clr(x: torch.Tensor) -> torch.Tensor:
-    """Centred log-ratio of counts, per cell: ``log1p(x) - mean(log1p(x))``."""
+def clr(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Centred log-ratio of counts, per cell: ``log1p(x) - mean(log1p(x))``.
+
+    With a feature ``mask`` (``True`` = measured) the mean runs over the measured features only.
+    """
     logx = torch.log1p(x)
-    return logx - logx.mean(-1, keepdim=True)
+    if mask is None:
+        return logx - logx.mean(-1, keepdim=True)
+    m = mask.to(logx.dtype)
+    return logx - (logx * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
 
 
 class LikelihoodHead(nn.Module):
@@ -45,6 +60,11 @@ class LikelihoodHead(nn.Module):
     the statistics its constructor takes for its initialization. Setup validation, the
     config choices and the evaluation ask these attributes; nothing lists likelihood names
     elsewhere. Register a subclass with :func:`register_likelihood`.
+
+    A subclass scores data with :meth:`nll_entries` (per-entry terms); :meth:`nll` then sums them
+    over the measured entries of a feature mask, so every such head takes feature masks. A head
+    that overrides :meth:`nll` without a ``mask`` argument still works on fully measured
+    modalities, and the module refuses feature masks for it (:meth:`supports_feature_masks`).
 
     Parameters
     ----------
@@ -100,13 +120,41 @@ class LikelihoodHead(nn.Module):
         """Data as the likelihood scores it (identity; binary heads binarize). Sparse stays sparse."""
         return binarize(x) if self.binary else x
 
-    def library(self, x: torch.Tensor) -> torch.Tensor:
-        """Observed per-cell size of prepared data: total counts (number of open features when binary)."""
-        return x.sum(-1).float()
+    def library(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Observed per-cell size of prepared data over the measured features (``mask``).
 
-    def nll(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        """Negative log-likelihood per cell, shape ``(n_cells,)``."""
+        Total counts (number of open features when binary). With a feature mask a binary head's
+        count is divided by the measured fraction of features: it estimates the cell's depth on
+        the full feature set, so cells of batches that measured different peak sets enter the
+        depth term on one scale. Count heads keep the measured total; their scale is renormalized
+        over the measured features instead (:func:`~remadom.nn.masked.renormalize_scale`).
+        """
+        size = masked_library(x, mask)
+        if self.binary and mask is not None:
+            size = size / measured_fraction(mask, x.shape[0], x.device)
+        return size
+
+    def nll(self, x: torch.Tensor, params: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood per cell over the measured entries (``mask``), shape ``(n_cells,)``.
+
+        The sum of :meth:`nll_entries` over the entries where ``mask`` is ``True`` (all without a
+        mask); unmeasured entries add nothing and get an exactly zero gradient.
+        """
+        return masked_feature_sum(self.nll_entries(x, params, mask), mask)
+
+    def nll_entries(self, x: torch.Tensor, params: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-entry negative log-likelihood, shape ``(n_cells, n_features)``, in float32.
+
+        ``mask`` is given for terms that depend on which features were measured (a softmax scale
+        renormalized over them, a CLR centred on them); the terms at unmeasured entries are
+        discarded by :meth:`nll`.
+        """
         raise NotImplementedError
+
+    @classmethod
+    def supports_feature_masks(cls) -> bool:
+        """Whether :meth:`nll` and :meth:`library` take a feature ``mask`` (the base methods and overrides with one)."""
+        return all("mask" in inspect.signature(fn).parameters for fn in (cls.nll, cls.library))
 
     def expected(self, params: dict) -> torch.Tensor:
         """Normalized expected value used by :meth:`remadom.REMADOM.impute`."""
@@ -224,6 +272,10 @@ class _ScaledCountsHead(LikelihoodHead):
         mu = scale * library.float().view(-1, 1)
         return {"scale": scale, "mu": mu, "theta": self._theta(h, batch_index).float()}
 
+    def _mu(self, params: dict, mask: torch.Tensor | None) -> torch.Tensor:
+        """Mean counts; with a mask, the scale renormalized so the measured features' means sum to the library."""
+        return params["mu"].float() * renormalize_scale(params["scale"].float(), mask)
+
     def expected(self, params):
         return params["scale"]
 
@@ -234,9 +286,9 @@ class NegativeBinomialHead(_ScaledCountsHead):
 
     name = "nb"
 
-    def nll(self, x, params):
+    def nll_entries(self, x, params, mask=None):
         p = _float(params)
-        return -NegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS).log_prob(x.float()).sum(-1)
+        return -NegativeBinomial(mu=self._mu(p, mask) + _EPS, theta=p["theta"] + _EPS).log_prob(x.float())
 
 
 @register_likelihood
@@ -261,10 +313,12 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
         params["zi_logits"] = self.dropout_layer(h).float()
         return params
 
-    def nll(self, x, params):
+    def nll_entries(self, x, params, mask=None):
         p = _float(params)
-        dist = ZeroInflatedNegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"])
-        return -dist.log_prob(x.float()).sum(-1)
+        dist = ZeroInflatedNegativeBinomial(
+            mu=self._mu(p, mask) + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"]
+        )
+        return -dist.log_prob(x.float())
 
 
 @register_likelihood
@@ -273,8 +327,8 @@ class PoissonHead(_ScaledCountsHead):
 
     name = "poisson"
 
-    def nll(self, x, params):
-        return -Poisson(params["mu"].float() + _EPS).log_prob(x.float()).sum(-1)
+    def nll_entries(self, x, params, mask=None):
+        return -Poisson(self._mu(params, mask) + _EPS).log_prob(x.float())
 
 
 def _binary_statistics(x_observed) -> dict:
@@ -340,8 +394,8 @@ class BernoulliHead(LikelihoodHead):
         logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
         return {"logits": logits, "depth": depth}
 
-    def nll(self, x, params):
-        return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none").sum(-1)
+    def nll_entries(self, x, params, mask=None):
+        return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none")
 
     def expected(self, params):
         slope = self.logit_layer.weight[:, -1]
@@ -374,10 +428,11 @@ class PeakVIBernoulliHead(LikelihoodHead):
         log_p_norm = F.logsigmoid(self.logit_layer(h).float()) + F.logsigmoid(self.region_logit)
         return {"log_p_norm": log_p_norm, "log_p": log_p_norm + log_depth}
 
-    def nll(self, x, params):
+    def nll_entries(self, x, params, mask=None):
         log_p = params["log_p"].float().clamp(max=-1e-6)
         log_1mp = torch.log(-torch.expm1(log_p))
-        return -(x * log_p + (1.0 - x) * log_1mp).sum(-1)
+        x = x.float()
+        return -(x * log_p + (1.0 - x) * log_1mp)
 
     def expected(self, params):
         return torch.exp(params["log_p_norm"].float())
@@ -428,12 +483,12 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
             "theta": torch.exp(self.log_theta).expand(h.shape[0], -1),
         }
 
-    def nll(self, x, params):
+    def nll_entries(self, x, params, mask=None):
         p = _float(params)
         dist = NegativeBinomialMixture(
             mu1=p["rate_back"], mu2=p["rate_fore"], theta1=p["theta"] + _EPS, mixture_logits=p["mixing_logits"]
         )
-        return -dist.log_prob(x.float()).sum(-1)
+        return -dist.log_prob(x.float())
 
     def expected(self, params):
         return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
@@ -486,15 +541,15 @@ class GaussianHead(LikelihoodHead):
     def _score_values_np(x_observed) -> np.ndarray:
         return _dense_array(x_observed)
 
-    def _score_values(self, x: torch.Tensor) -> torch.Tensor:
+    def _score_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return x.float()
 
     def forward(self, h, batch_index, library):
         return {"mean": self.mean_layer(h).float(), "log_var": self.log_var.expand(h.shape[0], -1)}
 
-    def nll(self, x, params):
+    def nll_entries(self, x, params, mask=None):
         dist = Normal(params["mean"].float(), torch.exp(0.5 * params["log_var"].float()))
-        return -dist.log_prob(self._score_values(x)).sum(-1)
+        return -dist.log_prob(self._score_values(x, mask))
 
     def expected(self, params):
         return params["mean"]
@@ -504,7 +559,8 @@ class GaussianHead(LikelihoodHead):
 class GaussianCLRHead(GaussianHead):
     """Gaussian on the centred log-ratio of non-negative counts, ``clr(x) = log1p(x) - mean(log1p(x))``.
 
-    For raw ADT counts modelled as continuous; :meth:`expected` is on the CLR scale.
+    For raw ADT counts modelled as continuous; :meth:`expected` is on the CLR scale. Under a
+    feature mask the CLR is centred on the measured features only.
     """
 
     name = "gaussian_clr"
@@ -516,5 +572,5 @@ class GaussianCLRHead(GaussianHead):
         logx = np.log1p(_dense_array(x_observed))
         return logx - logx.mean(1, keepdims=True)
 
-    def _score_values(self, x: torch.Tensor) -> torch.Tensor:
-        return clr(x.float())
+    def _score_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return clr(x.float(), mask)

@@ -8,6 +8,7 @@ from scvi.nn import FCLayers
 from torch import nn
 
 from .likelihoods import binarize, clr, map_values
+from .masked import masked_encoder_input
 
 #: Encoder input transforms (see :class:`EncoderInput`).
 ENCODER_INPUTS = ("log1p", "tfidf", "clr", "identity")
@@ -52,16 +53,25 @@ class EncoderInput(nn.Module):
                 raise ValueError("transform='tfidf' needs an `idf` vector.")
             self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the transform; returns a dense tensor.
 
         On a sparse ``x`` the zero-preserving transforms (``log1p``, ``tfidf``) touch only the
-        stored values, and the result is densified once at the end.
+        stored values, and the result is densified once at the end. With a feature ``mask``
+        (``True`` = measured; ``x`` already zero elsewhere) the unmeasured entries are 0 and the
+        measured ones are rescaled by ``n_features / n_measured``, except for TF-IDF, which
+        already normalizes by the cell's measured open features (see
+        :func:`~remadom.nn.masked.masked_encoder_input`).
         """
+        if mask is not None:
+            return masked_encoder_input(self._transform(x, mask), mask, rescale=self.transform != "tfidf")
+        return self._transform(x)
+
+    def _transform(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.transform == "identity":
             return to_dense(x)
         if self.transform == "clr":
-            return clr(to_dense(x))
+            return clr(to_dense(x), mask)
         if self.transform == "log1p":
             return to_dense(map_values(x, torch.log1p))
         return to_dense(self._tfidf(binarize(x)))

@@ -1,0 +1,219 @@
+"""Benchmark of feature-level masks (issue #11): batches that measured different features.
+
+Scenarios (``benchmarks/_scenarios.py`` ``build_feature_mask_scenario``): ``bmmc_cite_panels``
+(two antibody panels) and ``snare_peaksets`` (two peak sets). Methods:
+
+* ``remadom_masks``: REMADOM on the ``concat_mosaic`` join, feature masks registered;
+* ``remadom_masks_norescale``: masks, but the encoder input only zero-filled (no rescaling);
+* ``remadom_masks_shared_encoder`` / ``remadom_masks_batch_encoder``: masks; the encoders see the
+  features every batch measured (the default since this benchmark) / those the cell's batch measured;
+* ``remadom_zeros``: the same join with the masks removed (unmeasured zeros scored as data);
+* ``remadom_full``: REMADOM on the same cells with every feature measured (integration reference);
+* ``totalvi`` (ADT) / ``multivi`` (ATAC): scvi-tools on the zero-filled join.
+
+Metrics: imputation of the unmeasured entries against the hidden truth (ADT per-cell / per-feature
+Pearson, ATAC AUROC) and the mean-profile baseline (mean over the cells of the batches that measured
+each feature), scIB bio / batch / total, FOSCTTM (RNA-only vs other-modality-only latent).
+
+    python benchmarks/feature_masks.py --scenario bmmc_cite_panels --epochs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from _scenarios import FeatureMaskScenario, build_feature_mask_scenario
+
+import remadom.nn.networks as networks
+from remadom.eval import foscttm, imputation_metrics, integration_metrics, mean_profile_baseline
+from remadom.nn.masked import masked_encoder_input
+
+HERE = Path(__file__).resolve().parent
+MEASURED = "remadom_measured"
+
+
+def _dense(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
+def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, encoder_masks: str | None = None):
+    from remadom import REMADOM
+
+    REMADOM.setup_mudata(mdata, modalities={"rna": "rna", scn.modality: scn.modality}, batch_key=scn.batch_key)
+    model = REMADOM(mdata)
+    if encoder_masks is not None:
+        model.module.encoder_feature_masks = encoder_masks
+    t0 = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
+    out = {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
+           "latent_rna": model.get_latent_representation(modalities=["rna"]),
+           "latent_other": model.get_latent_representation(modalities=[scn.modality])}
+    out["impute"] = lambda cells, batch: model.impute(scn.modality, indices=cells)
+    out["n_masked_modalities"] = len(model.get_feature_masks())
+    return out
+
+
+def _totalvi(mdata, scn, epochs, batch_size):
+    import scvi
+
+    pad = mdata.copy()
+    pad.mod["adt"].X = _dense(pad.mod["adt"].X).astype(np.float32)
+    for m in pad.mod:
+        pad.mod[m].obs[scn.batch_key] = pad.obs.loc[pad.mod[m].obs_names, scn.batch_key].to_numpy()
+    scvi.model.TOTALVI.setup_mudata(pad, batch_key=scn.batch_key,
+                                    modalities={"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"})
+    model = scvi.model.TOTALVI(pad)
+    t0 = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
+    batches = sorted(scn.hidden)
+
+    def impute(cells, batch):
+        others = [b for b in batches if b != batch]
+        _, pro = model.get_normalized_expression(indices=cells, transform_batch=others, library_size=1,
+                                                 include_protein_background=False, return_numpy=True)
+        return np.asarray(pro)
+
+    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute}
+
+
+def _multivi(mdata, scn, epochs, batch_size):
+    import scvi
+
+    pad = mdata.copy()
+    for m in pad.mod:
+        pad.mod[m].obs[scn.batch_key] = pad.obs.loc[pad.mod[m].obs_names, scn.batch_key].to_numpy()
+    scvi.model.MULTIVI.setup_mudata(pad, batch_key=scn.batch_key,
+                                    modalities={"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"})
+    model = scvi.model.MULTIVI(pad)
+    t0 = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
+
+    def impute(cells, batch):
+        acc = model.get_normalized_accessibility(indices=cells, return_numpy=True)
+        return _dense(acc)
+
+    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
+            "latent_rna": model.get_latent_representation(modality="expression"),
+            "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute}
+
+
+def _zero_fill_only(x_in, mask, rescale=True):
+    return masked_encoder_input(x_in, mask, rescale=False)
+
+
+def _without_masks(mdata):
+    out = mdata.copy()
+    for m in out.mod:
+        if MEASURED in out.mod[m].varm:
+            del out.mod[m].varm[MEASURED]
+    return out
+
+
+def _imputation(fit, scn: FeatureMaskScenario) -> dict:
+    """Metrics on the unmeasured entries, pooled over batches with the same hidden set."""
+    kind = scn.modality
+    obs_batch = scn.mdata.obs[scn.batch_key].astype(str).to_numpy()
+    features = np.asarray(scn.mdata.mod[kind].var_names)
+    truth_mod = scn.full.mod[kind]
+    groups: dict[tuple, list[str]] = {}
+    for batch, hidden in scn.hidden.items():
+        if hidden.size:
+            groups.setdefault(tuple(hidden), []).append(batch)
+    rows, weights = [], []
+    for hidden, batches in groups.items():
+        cols = np.flatnonzero(np.isin(features, hidden))
+        cells = np.flatnonzero(np.isin(obs_batch, batches))
+        donors = np.flatnonzero(~np.isin(obs_batch, batches))  # cells of batches that measured them
+        truth = truth_mod[scn.mdata.obs_names[cells]].X[:, cols]
+        pred = np.concatenate([
+            np.asarray(fit["impute"](cells[obs_batch[cells] == b], b))[:, cols] for b in batches
+        ]) if fit else None
+        order = np.concatenate([np.flatnonzero(obs_batch[cells] == b) for b in batches])
+        truth = truth[order]
+        base = mean_profile_baseline(truth_mod[scn.mdata.obs_names[donors]].X[:, cols], len(cells), kind)
+        row = {f"baseline_{k}": v for k, v in imputation_metrics(base, truth, kind).items()}
+        if pred is not None:
+            row.update(imputation_metrics(pred, truth, kind))
+        rows.append(row)
+        weights.append(len(cells))
+    keys = set.intersection(*(set(r) for r in rows))
+    return {k: float(np.average([r[k] for r in rows], weights=weights)) for k in sorted(keys)
+            if not k.endswith("n_defined") and not k.endswith("n_entries")}
+
+
+def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells: int | None, data_dir: str,
+        seed: int, out_dir: Path) -> list[dict]:
+    torch.manual_seed(seed)
+    scn = build_feature_mask_scenario(scenario, data_dir, n_cells=n_cells, seed=seed)
+    print(f"{scenario}: {scn.mdata.n_obs} cells, {scn.description}", flush=True)
+    labels = scn.mdata.obs[scn.labels_key].astype(str).to_numpy()
+    batch = scn.mdata.obs[scn.batch_key].astype(str).to_numpy()
+    results = []
+    for method in methods:
+        import scvi
+
+        scvi.settings.seed = seed
+        t0 = time.perf_counter()
+        if method == "remadom_masks":
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
+            assert fit["n_masked_modalities"] == 1, "the masks were not registered"
+        elif method == "remadom_masks_norescale":  # ablation of the encoder input: zero-fill only
+            networks.masked_encoder_input = _zero_fill_only
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
+        elif method == "remadom_masks_shared_encoder":  # encoders see only features every batch measured
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="shared")
+        elif method == "remadom_masks_batch_encoder":  # encoders see the features the cell's batch measured
+            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="batch")
+        elif method == "remadom_zeros":
+            fit = _remadom(_without_masks(scn.mdata), scn, epochs, batch_size)
+            assert fit["n_masked_modalities"] == 0
+        elif method == "remadom_full":
+            fit = _remadom(scn.full.copy(), scn, epochs, batch_size)
+        elif method == "totalvi":
+            fit = _totalvi(_without_masks(scn.mdata), scn, epochs, batch_size)
+        elif method == "multivi":
+            fit = _multivi(_without_masks(scn.mdata), scn, epochs, batch_size)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        row = {"scenario": scenario, "method": method, "epochs": epochs, "n_cells": int(scn.mdata.n_obs),
+               "train_s": round(fit["train_s"], 1)}
+        row.update({f"scib_{k}": v for k, v in integration_metrics(fit["latent"], labels, batch).items()})
+        if "latent_rna" in fit:
+            row["foscttm"] = foscttm(fit["latent_rna"], fit["latent_other"])
+        if method != "remadom_full":
+            row.update(_imputation(fit, scn))
+        networks.masked_encoder_input = masked_encoder_input  # undo the ablation, if any
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        results.append(row)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{scenario}__{method}.json").write_text(json.dumps(row, indent=1))
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", required=True, choices=["bmmc_cite_panels", "snare_peaksets"])
+    p.add_argument("--methods", default=None, help="comma-separated (default: all for the scenario)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-cells", type=int, default=None)
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(HERE / "results" / "feature_masks"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    peer = "totalvi" if args.scenario == "bmmc_cite_panels" else "multivi"
+    methods = args.methods.split(",") if args.methods else ["remadom_masks", "remadom_zeros", "remadom_full", peer]
+    run(args.scenario, methods, args.epochs, args.batch_size, args.n_cells, args.data_dir, args.seed, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
