@@ -29,6 +29,7 @@ from scvi.train import SaveCheckpoint, Trainer, TrainRunner
 from torch.utils.data import RandomSampler
 
 from ._atomic import atomic_write
+from ._checkpoints import RunModelCheckpoint, load_checkpoint
 from ._errors import TrainingFailure
 
 
@@ -120,6 +121,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Save atomically: readers see the old file or the complete new one, never a partial one."""
         atomic_write(path, lambda fh: torch.save(checkpoint, fh), binary=True)
 
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        """Read with ``weights_only=True`` always (see :mod:`remadom.cli._checkpoints`)."""
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
+
 
 class _RunCSVWriter(ExperimentWriter):
     """Lightning's CSV experiment writer that keeps the rows of earlier sessions of the run.
@@ -191,7 +196,7 @@ def make_loggers(run_dir):
 
 def make_checkpoint_callback(dirpath, monitor: str) -> ModelCheckpoint:
     """Best-by-``monitor`` plus ``last.ckpt``, saved at the end of each training epoch."""
-    return ModelCheckpoint(
+    return RunModelCheckpoint(
         dirpath=os.fspath(dirpath),
         filename="best-epoch{epoch:03d}",
         monitor=monitor,

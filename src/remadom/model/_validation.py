@@ -65,7 +65,7 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             f"Modality {spec.name!r} has zero features. Remove it from setup or pass the right key."
         )
     values = _values(matrix)
-    if not np.issubdtype(values.dtype, np.number):
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise RemadomSetupError(f"Modality {spec.name!r} holds non-numeric values ({values.dtype}).")
     if not np.all(np.isfinite(values)):
         raise RemadomSetupError(
@@ -84,6 +84,9 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             "models raw counts. Pass the raw-count layer (e.g. rna_layer='counts'), or choose "
             "likelihood 'gaussian' for continuous data."
         )
+    from ._checks import check_likelihood_range  # issue #15: gaussian NaN below -1
+
+    check_likelihood_range(spec, matrix)
 
 
 def read_mask(adata, spec: ModalitySpec) -> np.ndarray:
