@@ -51,7 +51,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             f"contains ({detail}); it may have been tampered with, and loading it could run code.",
             "Resume from a checkpoint written by 'remadom train', or start a new run without --resume.",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:  # what torch raises on a truncated or non-torch file
         raise DataError(
             f"cannot read the checkpoint {path}: it is truncated or corrupted ({type(e).__name__}: {str(e)[:150]}).",
             "Resume from another checkpoint of the run (e.g. a best-*.ckpt) or start a new run without --resume.",

@@ -377,3 +377,43 @@ def check_registered_masks(registry: dict, adata) -> None:
                 "data lacks. Add it (True where the modality was measured); without it every cell would count "
                 "as measured."
             )
+
+
+def check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
+                      categorical_covariate_keys, continuous_covariate_keys) -> None:
+    """Arguments of ``setup_mudata`` that would otherwise fail deep inside (or mean "all")."""
+    check_setup_keys(batch_key, labels_key, mask_keys, categorical_covariate_keys, continuous_covariate_keys)
+    if modalities is not None:
+        if not isinstance(modalities, dict) or not modalities:
+            raise RemadomSetupError(
+                f"modalities={modalities!r} selects no modality. Pass {{model name: mdata.mod key}}, e.g. "
+                "{'rna': 'rna', 'atac': 'atac'}, or leave it None to use the rna/atac/adt modalities present."
+            )
+    chosen = modalities or {k: k for k in ("rna", "atac", "adt") if k in mdata.mod}
+    wanted = dict(layers or {})
+    if "rna" in chosen and "rna" not in wanted and rna_layer is not None:
+        wanted["rna"] = rna_layer
+    for name, layer in wanted.items():
+        mod = chosen.get(name)
+        if layer is None or mod is None or mod not in mdata.mod:
+            continue
+        if layer not in mdata.mod[mod].layers:
+            raise RemadomSetupError(
+                f"Layer {layer!r} for modality {name!r} is not in mdata.mod[{mod!r}].layers (available: "
+                f"{list(mdata.mod[mod].layers.keys())}). Pass the layer holding raw counts, or None for X."
+            )
+    if mdata.n_obs == 0:
+        raise RemadomSetupError("The MuData has no cells (n_obs == 0).")
+
+
+def mudata_fingerprint(mdata) -> tuple:
+    """What a cached padded view of ``mdata`` depends on: cells, features and matrix objects of each modality.
+
+    In-place edits of matrix *values* are not detected (that would need a pass over the data).
+    """
+    mods = tuple(
+        (key, mod.shape, id(mod.X), tuple(sorted((k, id(v)) for k, v in mod.layers.items())),
+         hash(tuple(mod.obs_names)), hash(tuple(mod.var_names)))
+        for key, mod in mdata.mod.items()
+    )
+    return mdata.n_obs, hash(tuple(mdata.obs_names)), mods

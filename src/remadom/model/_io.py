@@ -206,7 +206,8 @@ def load_saved_files(dir_path: str, prefix: str | None = None, trusted: bool = F
             f"({detail[:200]}). The file may have been tampered with; loading it could run code. If you "
             "wrote it yourself with another tool, REMADOM.load(..., trusted=True) reads it with full pickle."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:  # what torch raises on a truncated or non-torch file
         raise ModelFileError(
             f"cannot read {path}: the file is truncated or is not a model file ({type(e).__name__}: "
             f"{str(e)[:150]}). Save the model again with model.save(...)."
