@@ -185,3 +185,11 @@ def test_evaluate_refuses_a_payload_model(finished_run, tmp_path, capsys):
     assert main(["evaluate", str(run)]) == 3
     assert "refusing to load" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_scvi_legacy_conversion_is_not_an_unsafe_back_door(tmp_path):
+    marker = tmp_path / "pwned"
+    d = _evil_model_dir(tmp_path, marker)
+    with pytest.raises(NotImplementedError, match="no legacy conversion"):
+        REMADOM.convert_legacy_save(d, tmp_path / "out")
+    assert not marker.exists()

@@ -6,6 +6,8 @@ rename breaks this file only.
 
 from __future__ import annotations
 
+# _load_saved_files unpickles with weights_only=False: never call it on a file you did not write;
+# remadom.model._io.load_saved_files is the safe reader (issue #15).
 from scvi.model.base._save_load import _initialize_model, _load_saved_files  # noqa: F401  (private in scvi-tools)
 from scvi.train._logger import SimpleLogger  # noqa: F401  (private in scvi-tools)
 

@@ -14,7 +14,6 @@ class attributes ``_data_splitter_cls`` and ``_train_runner_cls``.
 
 from __future__ import annotations
 
-import math
 import os
 
 import pandas as pd
@@ -30,7 +29,6 @@ from torch.utils.data import RandomSampler
 
 from ._atomic import atomic_write
 from ._checkpoints import RunModelCheckpoint, load_checkpoint
-from ._errors import TrainingFailure
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -97,21 +95,6 @@ class EpochSeed(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         """Seed from ``(seed, epoch)``."""
         torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
-
-
-class FiniteLossGuard(Callback):
-    """Stop with :class:`~remadom.cli._errors.TrainingFailure` at the first non-finite loss."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        """Check the minibatch loss."""
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss.detach())):
-            raise TrainingFailure(
-                f"the training loss became {float(loss.detach())} at epoch {trainer.current_epoch}, "
-                f"minibatch {batch_idx}.",
-                "Lower optim.lr (e.g. --set optim.lr=1e-4), check the data for non-count or extreme values, "
-                "or use trainer.precision='32' if a mixed precision was set.",
-            )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -560,6 +560,11 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         _io.save_model(self, dir_path, prefix=prefix, overwrite=overwrite, save_anndata=save_anndata,
                        save_kwargs=save_kwargs, **anndata_write_kwargs)
 
+    @classmethod
+    def convert_legacy_save(cls, *args, **kwargs):
+        """Not available: it unpickles with full pickle, and REMADOM never wrote scvi-tools' pre-0.15 format."""
+        raise NotImplementedError("REMADOM models need no legacy conversion; load them with REMADOM.load.")
+
     @staticmethod
     def load_registry(dir_path: str, prefix: str | None = None) -> dict:
         """The registry saved with a model, read without running code."""
