@@ -177,19 +177,6 @@ def check_observed_somewhere(adata, specs) -> None:
             )
 
 
-def check_likelihood_range(spec, matrix) -> None:
-    """The ``gaussian`` head models CLR-like values; reject data it gives NaN on (values < -1)."""
-    if spec.likelihood != "gaussian":
-        return
-    low = _min_value(matrix)
-    if low is not None and low < -1:
-        raise RemadomSetupError(
-            f"Modality {spec.name!r} has values down to {low:.3g}, but the 'gaussian' likelihood currently "
-            "models log1p-transformed (CLR-like) values >= -1 and gives NaN below. Pass non-negative CLR "
-            "or log1p values, or raw counts with a count likelihood ('nb', 'nbmixture')."
-        )
-
-
 # -------------------------------------------------------------- data values
 def _stored_chunks(matrix):
     """Stored values in chunks of at most :data:`_CHUNK` (sparse: ``.data``; dense: row blocks)."""
@@ -206,15 +193,9 @@ def _stored_chunks(matrix):
         yield matrix[start:start + rows]
 
 
-def _min_value(matrix):
-    lows = [float(c.min()) for c in _stored_chunks(matrix) if c.size]
-    if sp.issparse(matrix) and matrix.nnz < np.prod(matrix.shape):
-        lows.append(0.0)
-    return min(lows) if lows else None
-
-
 def check_values(spec, matrix) -> None:
-    """Numeric, finite, and non-negative integers for count likelihoods; read chunk by chunk."""
+    """Numeric, finite, and what the likelihood head declares (non-negative, integer counts); chunk by chunk."""
+    head = spec.head
     for chunk in _stored_chunks(matrix):
         if chunk.dtype == bool:
             continue
@@ -225,17 +206,17 @@ def check_values(spec, matrix) -> None:
                 f"Modality {spec.name!r} contains NaN or infinite values. Replace or remove them "
                 "(a missing measurement is declared with the modality mask, not with NaN)."
             )
-        if (spec.is_count_data or spec.likelihood == "bernoulli") and (chunk < 0).any():
+        if head.needs_nonnegative() and (chunk < 0).any():
+            needs = "raw non-negative counts" if head.requires_counts or head.binary else "non-negative values"
             raise RemadomSetupError(
                 f"Modality {spec.name!r} has negative values, but its likelihood {spec.likelihood!r} needs "
-                "raw non-negative counts. Pass the raw-count layer, not normalized/scaled data."
+                f"{needs}. Pass the raw-count layer, not normalized/scaled data."
             )
-        if spec.is_count_data and np.issubdtype(chunk.dtype, np.floating) and (chunk != np.floor(chunk)).any():
+        if head.requires_counts and np.issubdtype(chunk.dtype, np.floating) and (chunk != np.floor(chunk)).any():
             raise RemadomSetupError(
                 f"Modality {spec.name!r} has non-integer values, but its likelihood {spec.likelihood!r} models "
                 "raw counts. Pass the raw-count layer, or choose likelihood 'gaussian' for continuous data."
             )
-    check_likelihood_range(spec, matrix)
 
 
 # ------------------------------------------------------------- formats
@@ -278,6 +259,34 @@ def registrable_specs(adata, specs) -> list:
     return out
 
 
+def loader_ready_fields(adata, fields: list) -> list:
+    """``fields`` with each :class:`~remadom.model.ModalityField` pointed at a loader-ready matrix.
+
+    A field whose matrix needs no conversion is kept as it is (already validated); the others
+    get a new field on the converted copy (see :func:`registrable_specs`).
+    """
+    from ._fields import ModalityField
+
+    out = []
+    for field in fields:
+        if isinstance(field, ModalityField):
+            (spec,) = registrable_specs(adata, [field.spec])
+            if spec is not field.spec:
+                field = ModalityField(spec)
+        out.append(field)
+    return out
+
+
+def source_spec(spec):
+    """The spec as registered by the user: ``spec`` itself, or, when it points at a converted copy, the original."""
+    from dataclasses import replace
+
+    if spec.key is None or not spec.key.startswith(CONVERTED_PREFIX):
+        return spec
+    key = spec.key[len(CONVERTED_PREFIX):]
+    return replace(spec, key=None if spec.attr == "layers" and key == "X" else key)
+
+
 # -------------------------------------------------------------- new data
 def _shallow(adata, *, X=None, var=None, layers=None, obsm=None, uns=None, keep_x=True) -> AnnData:
     """A new AnnData sharing ``adata``'s matrices except those given (obs copied: it gets ``_scvi_`` columns)."""
@@ -305,18 +314,14 @@ def _reorder(adata, spec, order: np.ndarray, names: np.ndarray) -> AnnData:
     return _shallow(adata, obsm=obsm, uns=uns)
 
 
-def _registered_key(model, spec):
-    from .._constants import modality_key
-
-    return model.adata_manager.data_registry[modality_key(spec.name)].attr_key
-
-
 def _loader_view(adata, spec, registered_key):
     """``adata`` whose registered key of ``spec`` holds a loader-ready matrix (shallow copy only if needed)."""
     matrix = get_modality_matrix(adata, spec)
     if registered_key == spec.key and not _needs_conversion(matrix):
         return adata
     ready = _loader_ready(matrix) if _needs_conversion(matrix) else matrix
+    if spec.attr == "layers" and registered_key is None:  # the model reads X
+        return _shallow(adata, X=ready)
     if spec.attr == "layers":
         layers = dict(adata.layers)
         layers[registered_key] = ready
@@ -332,10 +337,11 @@ def conform_new_data(model, adata):
     Returns ``adata`` itself, or a new AnnData sharing its other matrices when a modality holds
     the model's features in another order or in a format the loader cannot read.
     """
-    from ._setup import feature_names
+    from ._fields import feature_names
 
     check_data_shape(adata)
-    for spec in model.specs:
+    for registered in model.specs:
+        spec = source_spec(registered)  # the user's matrix, not the converted copy in the training data
         if spec.mask_key is not None and spec.mask_key not in adata.obs:
             raise RemadomSetupError(
                 f"The model registers modality {spec.name!r} with the mask column obs[{spec.mask_key!r}], "
@@ -360,7 +366,7 @@ def conform_new_data(model, adata):
         if matrix.shape[0] != adata.n_obs:
             raise RemadomSetupError(f"Modality {spec.name!r} has {matrix.shape[0]} rows for {adata.n_obs} cells.")
         check_values(spec, matrix)
-        adata = _loader_view(adata, spec, _registered_key(model, spec))
+        adata = _loader_view(adata, spec, registered.key)
     check_masks({s.name: read_mask(adata, s) for s in model.specs}, adata.obs_names)
     return adata
 
@@ -382,20 +388,32 @@ def check_registered_masks(registry: dict, adata) -> None:
 def check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
                       categorical_covariate_keys, continuous_covariate_keys) -> None:
     """Arguments of ``setup_mudata`` that would otherwise fail deep inside (or mean "all")."""
+    from ..modalities import MODALITY_NAME_ALIASES
+
     check_setup_keys(batch_key, labels_key, mask_keys, categorical_covariate_keys, continuous_covariate_keys)
     if modalities is not None:
         if not isinstance(modalities, dict) or not modalities:
             raise RemadomSetupError(
                 f"modalities={modalities!r} selects no modality. Pass {{model name: mdata.mod key}}, e.g. "
-                "{'rna': 'rna', 'atac': 'atac'}, or leave it None to use the rna/atac/adt modalities present."
+                "{'rna': 'rna', 'atac': 'atac'}, or leave it None to use the modalities with recognised names."
             )
-    chosen = modalities or {k: k for k in ("rna", "atac", "adt") if k in mdata.mod}
+    chosen = modalities
+    if chosen is None:  # the default of setup_mudata: mdata.mod keys with a known name, under their kind
+        chosen = {}
+        for key in mdata.mod:
+            kind = MODALITY_NAME_ALIASES.get(key.lower())
+            if kind is not None and kind not in chosen:
+                chosen[kind] = key
     wanted = dict(layers or {})
     if "rna" in chosen and "rna" not in wanted and rna_layer is not None:
         wanted["rna"] = rna_layer
-    for name, layer in wanted.items():
-        mod = chosen.get(name)
-        if layer is None or mod is None or mod not in mdata.mod:
+    for name, entry in chosen.items():
+        entry = {"mod": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict):
+            continue  # reported by setup_mudata
+        mod = entry.get("mod", name)
+        layer = entry.get("layer", wanted.get(name))
+        if layer is None or mod not in mdata.mod:
             continue
         if layer not in mdata.mod[mod].layers:
             raise RemadomSetupError(
