@@ -29,3 +29,21 @@ def test_atac_head_of_0_1_0_model_keeps_its_product_form():
     assert pred.shape == (60, adata.obsm["X_atac"].shape[1]) and np.all((pred >= 0) & (pred <= 1))
     fresh = REMADOM(adata)
     assert type(fresh.module.heads["atac"]) is BernoulliHead
+
+
+PLAIN = Path(__file__).parent / "data" / "tiny_model_plain_format"
+
+
+def test_plain_format_model_loads_strictly_with_same_latent():
+    """The plain-data format (issue #15) needs nothing beyond tensors, builtins and numpy to read."""
+    import torch
+
+    from remadom.model._io import SAFE_NUMPY_GLOBALS
+
+    with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
+        torch.load(PLAIN / "model.pt", weights_only=True)
+    adata = make_mosaic_adata(n=60, seed=3)
+    model = REMADOM.load(PLAIN, adata=adata)
+    np.testing.assert_allclose(
+        model.get_latent_representation(), np.load(PLAIN / "latent.npy"), rtol=1e-5, atol=1e-6
+    )

@@ -16,8 +16,9 @@ import yaml
 from .._constants import LATENT_OBSM_KEY
 from ..config import RunConfig, dump_config, validate_config
 from . import _training
+from ._checkpoints import load_best_state, remove_partial_writes
 from ._data import load_data, make_split, setup_model_data
-from ._errors import ConfigurationError, DataError, EnvironmentMismatchError, TrainingFailure
+from ._errors import ConfigurationError, DataError, EnvironmentMismatchError, RemadomCLIError, TrainingFailure
 from ._figures import (
     ImputationSnapshot,
     LossCurveRefresh,
@@ -28,6 +29,8 @@ from ._figures import (
     plot_loss_curves,
 )
 from ._manifest import environment_info, git_info, manifest_schema, sys_argv, utc_now, write_manifest
+from ._preflight import check_run_environment, check_train_config
+from ._signals import NonFiniteLossGuard, RunInterrupted, sigterm_interrupts
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +151,7 @@ class Run:
         self._check_same_config(run_dir)
         _check_resume_environment(run_dir)
         self.ckpt_path = ckpt
+        remove_partial_writes(run_dir / "checkpoints")
         self._load_previous_manifest(run_dir)
         return run_dir
 
@@ -178,24 +182,34 @@ class Run:
 
     # ------------------------------------------------------------------ running
     def execute(self) -> Path:
-        """Run the whole pipeline."""
+        """Run the whole pipeline; SIGTERM stops it with exit code 143 and an ``interrupted`` manifest."""
+        with sigterm_interrupts():
+            try:
+                return self._execute()
+            except RunInterrupted as e:
+                self._fail(e.message, status="interrupted")
+                raise
+
+    def _execute(self) -> Path:
         import scvi
         import torch
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         cfg = self.config
         _check_environment(cfg)
+        check_run_environment(cfg)
         from .. import REMADOM as model_cls
 
+        # data problems fail here, before a run directory exists
+        scvi.settings.seed = cfg.seed
+        data = self.data = load_data(cfg)
+        setup_model_data(model_cls, data)
         run_dir = self.run_dir = self._prepare_dir().resolve()
         self.run_id = self.run_id or f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
         if self.ckpt_path is None:
             (run_dir / "config_raw.yaml").write_text(yaml.safe_dump(self.raw_config, sort_keys=False))
         (run_dir / "config_resolved.yaml").write_text(dump_config(cfg))
-
-        scvi.settings.seed = cfg.seed
-        data = self.data = load_data(cfg)
-        setup_model_data(model_cls, data)
         train_idx, val_idx = self._splits(data.n_obs, data.obs.index)
         self.manifest = self._manifest(data.info, status="running")
         write_manifest(run_dir / "manifest.json", self.manifest)
@@ -203,14 +217,25 @@ class Run:
         scvi.settings.seed = cfg.seed
         try:
             model = model_cls(data.data, **cfg.model.model_dump())  # the config section is the model's signature
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError) as e:
+            self._fail(f"cannot build the model: {e}")
             raise ConfigurationError(f"cannot build the model: {e}", "Check the model section of the config.") from e
         self.model = model
         _training.install(model)
         try:
+            check_train_config(model, cfg)
+        except ConfigurationError as e:
+            self._fail(e.message)
+            raise
+        try:
             self._train(model, train_idx, val_idx)
-        except TrainingFailure:
-            self._fail("non-finite loss")
+        except SIGTERMException as e:
+            raise RunInterrupted("the run received SIGTERM and stopped.",
+                                 "Continue it from its last checkpoint with --resume auto.") from e
+        except RunInterrupted:
+            raise
+        except RemadomCLIError as e:
+            self._fail(e.message)
             raise
         except Exception as e:
             if isinstance(e.__cause__, TrainingFailure) or isinstance(e.__context__, TrainingFailure):
@@ -248,7 +273,7 @@ class Run:
             raise ConfigurationError("optim.early_stopping needs validation cells but data.val_split is 0.",
                                      "Set data.val_split > 0 (e.g. 0.1) or optim.early_stopping=false.")
         self.ckpt_cb = _training.make_checkpoint_callback(run_dir / "checkpoints", self.monitor)
-        callbacks = [_training.EpochSeed(cfg.seed), _training.FiniteLossGuard(), self.ckpt_cb]
+        callbacks = [_training.EpochSeed(cfg.seed), NonFiniteLossGuard(), self.ckpt_cb]
         self.snapshot_cb = None
         if cfg.logging.snapshot_every and has_val:
             self.snapshot_cb = ImputationSnapshot(model, val_idx, run_dir / "figures" / "snapshots",
@@ -284,14 +309,10 @@ class Run:
 
     # ----------------------------------------------------------------- outputs
     def _load_best(self, model) -> str | None:
-        import torch
-
         best = self.ckpt_cb.best_model_path
         if not best or not os.path.isfile(best):
             return None
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module_state = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
-        model.module.load_state_dict(module_state)
+        model.module.load_state_dict(load_best_state(best, self.run_dir / "checkpoints"))
         return best
 
     def _finish(self, model, val_idx, wall: float) -> None:
@@ -301,7 +322,11 @@ class Run:
         artifacts = {}
         metrics_csv = run_dir / "logs" / "metrics.csv"
         final = self._final_metrics(metrics_csv)
-        best = self._load_best(model)
+        try:
+            best = self._load_best(model)
+        except RemadomCLIError as e:
+            self._fail(e.message)
+            raise
         model.module.eval()
         model.save(str(run_dir / "model"), overwrite=True, save_anndata=False)
         artifacts["model"] = "model"
@@ -383,10 +408,10 @@ class Run:
             "error": None,
         }
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, status: str = "failed") -> None:
         if getattr(self, "manifest", None) is None:
             return
-        self.manifest.update(status="failed", updated_at=utc_now(), error=reason)
+        self.manifest.update(status=status, updated_at=utc_now(), error=reason)
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             self.manifest["checkpoints"]["last"] = "checkpoints/last.ckpt"

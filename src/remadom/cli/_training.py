@@ -14,7 +14,6 @@ class attributes ``_data_splitter_cls`` and ``_train_runner_cls``.
 
 from __future__ import annotations
 
-import math
 import os
 
 import pandas as pd
@@ -29,7 +28,7 @@ from torch.utils.data import RandomSampler
 
 from ..train import SparseBatchDataSplitter
 from ._atomic import atomic_write
-from ._errors import TrainingFailure
+from ._checkpoints import RunModelCheckpoint, load_checkpoint
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -100,27 +99,16 @@ class EpochSeed(Callback):
         torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch))
 
 
-class FiniteLossGuard(Callback):
-    """Stop with :class:`~remadom.cli._errors.TrainingFailure` at the first non-finite loss."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        """Check the minibatch loss."""
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss.detach())):
-            raise TrainingFailure(
-                f"the training loss became {float(loss.detach())} at epoch {trainer.current_epoch}, "
-                f"minibatch {batch_idx}.",
-                "Lower optim.lr (e.g. --set optim.lr=1e-4), check the data for non-count or extreme values, "
-                "or use trainer.precision='32' if a mixed precision was set.",
-            )
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file in the same folder, then ``os.replace`` it."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         """Save atomically: readers see the old file or the complete new one, never a partial one."""
         atomic_write(path, lambda fh: torch.save(checkpoint, fh), binary=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        """Read with ``weights_only=True`` always (see :mod:`remadom.cli._checkpoints`)."""
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
 
 class _RunCSVWriter(ExperimentWriter):
@@ -193,7 +181,7 @@ def make_loggers(run_dir):
 
 def make_checkpoint_callback(dirpath, monitor: str) -> ModelCheckpoint:
     """Best-by-``monitor`` plus ``last.ckpt``, saved at the end of each training epoch."""
-    return ModelCheckpoint(
+    return RunModelCheckpoint(
         dirpath=os.fspath(dirpath),
         filename="best-epoch{epoch:03d}",
         monitor=monitor,

@@ -50,8 +50,25 @@ EncoderInput = Literal[ENCODER_INPUTS]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
 
 
+def _accepts_bool(annotation) -> bool:
+    import typing
+
+    return annotation is bool or any(_accepts_bool(a) for a in typing.get_args(annotation))
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        """``max_epochs: true`` is a typo, not 1: booleans only where a field is boolean."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
+                    raise ValueError(f"{name} must be a number or string, not the boolean {value}")
+        return data
 
 
 class MockDataConfig(_Section):
@@ -182,7 +199,9 @@ class ScheduleConfig(_Section):
         None, ge=0, description="Epochs of linear KL warm-up; null: a quarter of max_epochs (at most 50)."
     )
     kl_weight: float = Field(_default(REMADOM.train, "kl_weight"), ge=0.0, description="Final KL weight (beta).")
-    modality_weights: dict[str, float] | None = Field(None, description="{modality: reconstruction weight}.")
+    modality_weights: dict[str, Annotated[float, Field(ge=0.0)]] | None = Field(
+        None, description="{modality: reconstruction weight >= 0}; keys must be modality names of the model."
+    )
     alignment_weight: float = Field(
         _default(REMADOM.train, "alignment_weight"), ge=0.0, description="Weight of the latent MMD alignment (0: off)."
     )
@@ -221,7 +240,8 @@ class LoggingConfig(_Section):
 class RunConfig(_Section):
     """A complete, reproducible REMADOM run."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, title="REMADOM run configuration")
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              title="REMADOM run configuration")
 
     name: str = Field("remadom", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0

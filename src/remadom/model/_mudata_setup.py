@@ -85,6 +85,10 @@ class MuDataSetupMixin:
             Leave out cells that are in none of the modalities instead of failing.
         """
         mudata_setup = {k: v for k, v in locals().items() if k not in ("cls", "mdata")}
+        from ._checks import check_mudata_args  # issue #15
+
+        check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
+                          categorical_covariate_keys, continuous_covariate_keys)
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
             view, **setup_kwargs, feature_masks=feature_masks, batch_key=batch_key, labels_key=labels_key,
@@ -154,15 +158,25 @@ class MuDataSetupMixin:
 
     @classmethod
     def _remember_view(cls, mdata, view: AnnData) -> None:
+        from ._checks import mudata_fingerprint  # issue #15: detect a MuData changed after setup
+
         key = id(mdata)
-        cls._mudata_views[key] = (weakref.ref(mdata), view)
+        cls._mudata_views[key] = (weakref.ref(mdata), view, mudata_fingerprint(mdata))
         weakref.finalize(mdata, cls._mudata_views.pop, key, None)
 
     @classmethod
     def _mudata_view(cls, mdata, mudata_setup: dict | None = None) -> AnnData:
+        from ._checks import mudata_fingerprint
+
         entry = cls._mudata_views.get(id(mdata))
         if entry is not None and entry[0]() is mdata:
-            return entry[1]
+            if entry[2] == mudata_fingerprint(mdata):
+                return entry[1]
+            if mudata_setup is None:
+                raise RemadomSetupError(
+                    "This MuData changed (cells, features or matrices) after setup_mudata. Call "
+                    "REMADOM.setup_mudata(mdata, ...) again before building the model."
+                )
         if mudata_setup is None:
             raise RemadomSetupError(
                 "This MuData has not been set up. Call REMADOM.setup_mudata(mdata, ...) first."

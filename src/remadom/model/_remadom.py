@@ -16,9 +16,9 @@ from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
-from .. import _compat
 from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
+from . import _checks, _io
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables, fill_unmeasured
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
@@ -108,6 +108,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         self.mudata_setup_ = adata.uns.get(MUDATA_SETUP_UNS_KEY)
         registered = registered_specs(self.adata_manager)
         self.specs = apply_likelihoods(registered, likelihoods)
+        _checks.check_model_args(n_latent, n_hidden, n_layers, dropout_rate, modality_dropout, consistency_weight,
+                                 modality_weights, [s.name for s in self.specs])
         for old, new in zip(registered, self.specs):
             if new.likelihood != old.likelihood:
                 check_modality_matrix(adata, new, get_modality_matrix(adata, new))
@@ -222,6 +224,9 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         %(param_cont_cov_keys)s
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        _checks.check_setup_keys(batch_key, labels_key, mask_keys, categorical_covariate_keys,
+                                 continuous_covariate_keys)
+        _checks.check_data_shape(adata)
         if modalities is None:
             modalities = sugar_to_modalities(rna_layer, atac_obsm_key, adt_obsm_key, use_rna, extra_modalities)
         elif rna_layer is not None or atac_obsm_key is not None or adt_obsm_key is not None or extra_modalities:
@@ -243,8 +248,11 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             check_categorical_key(adata, key, "categorical covariate")
         for key in continuous_covariate_keys or []:
             check_categorical_key(adata, key, "continuous covariate")
+        _checks.check_continuous_covariates(adata, continuous_covariate_keys)
+        _checks.check_observed_somewhere(adata, specs)
         names = {s.name: feature_names(adata, s) for s in specs}
         fields.append(FeatureMaskField(specs, batch_key, feature_masks, names))  # after the modality checks
+        fields = _checks.loader_ready_fields(adata, fields)
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
@@ -365,6 +373,12 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             Passed to scvi-tools' DataSplitter, :class:`~remadom.train.RemadomTrainingPlan`
             and :class:`scvi.train.Trainer`.
         """
+        _checks.check_train_args(
+            self, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+            train_size=train_size, validation_size=validation_size, kl_weight=kl_weight,
+            kl_warmup_epochs=kl_warmup_epochs, modality_weights=modality_weights,
+            alignment_weight=alignment_weight, accelerator=accelerator, precision=precision,
+        )
         if max_epochs is None:
             max_epochs = min(200, int(np.ceil(min(400, 20_000 / max(self.adata.n_obs, 1) * 400))))
         if kl_warmup_epochs is None:
@@ -378,7 +392,11 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         }
         if precision is not None:
             trainer_kwargs["precision"] = precision
-        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        external = (datasplitter_kwargs or {}).get("external_indexing")
+        has_val = (len(external[1]) > 0 if external is not None
+                   else _checks.has_validation_set(self.adata.n_obs, train_size, validation_size))
+        if has_val:  # Lightning fails on a forced validation loop without validation cells
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs = self._query_trainer_kwargs(trainer_kwargs)
         return super().train(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, train_size=train_size,
@@ -390,7 +408,18 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
     def _has_sparse_modality(self) -> bool:
         return any(sp.issparse(get_modality_matrix(self.adata, s)) for s in self.specs)
 
+    def _validate_anndata(self, adata=None, copy_if_view: bool = True):
+        """scvi-tools' check, after validating new data as setup does (see :func:`_checks.conform_new_data`)."""
+        if adata is not None and is_mudata(adata):
+            adata = self._mudata_view(adata, self.mudata_setup_)
+        if adata is not None and adata is not self.adata:
+            adata = _checks.conform_new_data(self, adata)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
+
     def _loader(self, adata, indices, batch_size):
+        _checks.check_indices(indices, adata.n_obs)
+        if batch_size is not None:
+            _checks.check_int("batch_size", batch_size)
         return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size,
                                       load_sparse_tensor=self._has_sparse_modality())
 
@@ -483,6 +512,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         means (``gaussian``).
         """
         self._check_if_trained(warn=False)
+        _checks.check_int("n_samples", n_samples)
+        _checks.check_float("library_size", library_size, low=0.0, low_open=True)
         self._check_modalities([target], "target")
         self._check_modalities(from_modalities, "from_modalities")
         adata_view = self._validate_anndata(adata)
@@ -564,20 +595,46 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
 
     # ------------------------------------------------------------------- load
     @classmethod
-    def load(cls, dir_path: str, adata=None, **kwargs):
+    def load(cls, dir_path: str, adata=None, *, trusted: bool = False, **kwargs):
         """Load a saved model; ``adata`` may be the AnnData or MuData it was trained on.
+
+        The file is read without executing code (see :mod:`remadom.model._io` and
+        docs/security.md); ``trusted=True`` reads a file holding other Python objects with full
+        pickle, for files you wrote yourself. ``accelerator``, ``device`` and ``prefix`` are as
+        in scvi-tools.
 
         Raises
         ------
+        ModelFileError
+            If the file is truncated, not a model file, or holds objects a REMADOM file never does.
         RemadomSetupError
             If the features of a modality differ from those the model was trained on
-            (checked by each modality's :class:`~remadom.model.ModalityField`).
+            (checked by each modality's :class:`~remadom.model.ModalityField`), or the data
+            lacks a mask column the model registered.
         """
-        attr_dict, _, _, _ = _compat._load_saved_files(dir_path, load_adata=False,
-                                                        prefix=kwargs.get("prefix"), map_location="cpu")
+        attr_dict, _, state_dict = _io.load_saved_files(dir_path, prefix=kwargs.get("prefix"), trusted=trusted)
+        adata = _io.default_adata(dir_path, adata, kwargs)
         if adata is not None and is_mudata(adata):
             adata = cls._mudata_view(adata, attr_dict.get("mudata_setup_"))
+        if adata is not None:
+            _checks.check_registered_masks(attr_dict["registry_"], adata)
         # each ModalityField's transfer_field checks the features of ``adata`` against the registry
-        model = super().load(dir_path, adata=adata, **kwargs)
+        model = _io.load_model(cls, adata, attr_dict, state_dict, **kwargs)
         model._apply_query_state()
         return model
+
+    def save(self, dir_path: str, prefix: str | None = None, overwrite: bool = False, save_anndata: bool = False,
+             save_kwargs: dict | None = None, **anndata_write_kwargs) -> None:
+        """Save the model to ``dir_path/model.pt`` as plain data that :meth:`load` reads without running code."""
+        _io.save_model(self, dir_path, prefix=prefix, overwrite=overwrite, save_anndata=save_anndata,
+                       save_kwargs=save_kwargs, **anndata_write_kwargs)
+
+    @classmethod
+    def convert_legacy_save(cls, *args, **kwargs):
+        """Not available: it unpickles with full pickle, and REMADOM never wrote scvi-tools' pre-0.15 format."""
+        raise NotImplementedError("REMADOM models need no legacy conversion; load them with REMADOM.load.")
+
+    @staticmethod
+    def load_registry(dir_path: str, prefix: str | None = None) -> dict:
+        """The registry saved with a model, read without running code."""
+        return _io.load_saved_files(dir_path, prefix=prefix)[0]["registry_"]

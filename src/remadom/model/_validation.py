@@ -66,7 +66,7 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             f"Modality {spec.name!r} has zero features. Remove it from setup or pass the right key."
         )
     values = _values(matrix)
-    if not np.issubdtype(values.dtype, np.number):
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise RemadomSetupError(f"Modality {spec.name!r} holds non-numeric values ({values.dtype}).")
     if not np.all(np.isfinite(values)):
         raise RemadomSetupError(
