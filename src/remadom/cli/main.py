@@ -42,6 +42,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+def _version() -> str:
+    from remadom import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``remadom``."""
     parser = argparse.ArgumentParser(
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(parser)
+    parser.add_argument("--version", action="version", version=f"remadom {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config into a new run directory",
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or usage error (2)
         return int(e.code or 0)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(debug)
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -277,6 +284,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last resort: still one paragraph, traceback on --debug
         return _report(RemadomCLIError(f"unexpected {type(e).__name__}: {e}.",
                                        "Rerun with --debug and report the traceback."), EXIT_FAILURE, debug)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Print REMADOM's own INFO messages; other libraries follow ``remadom.settings.verbosity``.
+
+    Only the ``remadom`` logger gets a handler: a root handler would print every
+    library's INFO line (Lightning's "Seed set to" twice, jax's backend line).
+    """
+    log = logging.getLogger("remadom")
+    if not any(getattr(h, "_remadom_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._remadom_cli = True
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
 
 
 def _report(err: RemadomCLIError, code: int, debug: bool) -> int:

@@ -6,17 +6,16 @@ ignored setting.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..model import REMADOM
+from ._signature_defaults import REMADOM
 
 
 def _default(method, name: str):
     """Default of ``name`` in ``method``'s signature: model defaults live in the model only."""
-    return inspect.signature(method).parameters[name].default
+    return method.defaults[name]
 
 Likelihood = Literal["nb", "zinb", "poisson", "bernoulli", "nbmixture", "gaussian"]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]

@@ -1,4 +1,7 @@
+from .._settings import settings as _settings
 from ._remadom import REMADOM
 from ._validation import RemadomSetupError
+
+_settings.apply()  # Lightning (imported above, via scvi-tools) resets its loggers to INFO on import
 
 __all__ = ["REMADOM", "RemadomSetupError"]
