@@ -45,14 +45,21 @@ NOISY_WARNINGS = (
     (UserWarning, r"n_jobs value -?\d+ overridden to 1 by setting random_state"),
 )
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 def _as_level(value: int | str) -> int:
     if isinstance(value, str):
         if value.lower() not in _LEVELS:
-            raise ValueError(f"verbosity must be one of {sorted(_LEVELS)} or a logging level int, got {value!r}")
+            raise ValueError(
+                f"verbosity must be one of {sorted(_LEVELS)} or a logging level int, got {value!r}"
+            )
         return _LEVELS[value.lower()]
     return int(value)
 

@@ -29,7 +29,7 @@ def signature_defaults(method_name: str, path: Path = _SOURCE, class_name: str =
     fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == method_name)
     args = fn.args
     positional = args.posonlyargs + args.args
-    pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True))
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True))
     pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
     out = {}
     for arg, node in pairs:

@@ -66,13 +66,16 @@ REGISTRY: dict[str, RemoteFile] = {
         archive_sha256="24df81372decc6d3edf6c2481d7b0c58f4685386d2ac938564946916f1bd9522",
     ),
     "bmmc_cite": RemoteFile(
-        "bmmc_cite_neurips2021_starter.h5mu", "02a65625e5b3434f37a8a1ff33ec29a3f02c042c0746a673ded939d15bd7a1a1"
+        "bmmc_cite_neurips2021_starter.h5mu",
+        "02a65625e5b3434f37a8a1ff33ec29a3f02c042c0746a673ded939d15bd7a1a1",
     ),
     "bmmc_multiome": RemoteFile(
-        "bmmc_multiome_neurips2021_starter.h5mu", "975664a65b77beab1b574cfd0f9d0969398f7b87acbb33e38348b791e84e361e"
+        "bmmc_multiome_neurips2021_starter.h5mu",
+        "975664a65b77beab1b574cfd0f9d0969398f7b87acbb33e38348b791e84e361e",
     ),
     "mouse_cortex_snareseq": RemoteFile(
-        "mouse_cortex_snareseq_chen2019.h5mu", "0da11420be45dfcfac863428587549d95833d4b9fd9287e44d9c2f397e77c060"
+        "mouse_cortex_snareseq_chen2019.h5mu",
+        "0da11420be45dfcfac863428587549d95833d4b9fd9287e44d9c2f397e77c060",
     ),
     "pbmc_reapseq": RemoteFile(
         "pbmc_reapseq_peterson2017.h5mu", "bfb1d6bfb6be8b22e781f0d63fc09a58bfa514d2d8a53fcb53a547d2136a3d57"
@@ -113,12 +116,21 @@ def _retrieve(url: str, known_hash: str, fname: str, folder: Path, progressbar: 
     downloader = _copy_file_url if url.startswith("file://") else None
     if downloader is None:
         downloader = pooch.choose_downloader(url, progressbar=progressbar)
-    return Path(pooch.retrieve(url, known_hash=f"sha256:{known_hash}", fname=fname, path=folder,
-                               downloader=downloader, progressbar=progressbar))
+    return Path(
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{known_hash}",
+            fname=fname,
+            path=folder,
+            downloader=downloader,
+            progressbar=progressbar,
+        )
+    )
 
 
-def fetch_file(key: str, base_url: str | None = None, folder: str | os.PathLike | None = None,
-               progressbar: bool = False) -> Path:
+def fetch_file(
+    key: str, base_url: str | None = None, folder: str | os.PathLike | None = None, progressbar: bool = False
+) -> Path:
     """Download (once) and return the local path of a registered data file.
 
     Parameters
@@ -151,8 +163,9 @@ def fetch_file(key: str, base_url: str | None = None, folder: str | os.PathLike 
     base_url = base_url or os.environ.get(BASE_URL_ENV)
     pooch.get_logger().setLevel("WARNING")  # pooch announces every download and cache hit at INFO
     if base_url:
-        return _retrieve(base_url.rstrip("/") + "/" + entry.filename, entry.sha256, entry.filename, folder,
-                         progressbar)
+        return _retrieve(
+            base_url.rstrip("/") + "/" + entry.filename, entry.sha256, entry.filename, folder, progressbar
+        )
     if entry.url is None:
         raise FileNotFoundError(
             f"{entry.filename!r} is a subset derived for REMADOM with no public download URL yet. "
@@ -164,13 +177,17 @@ def fetch_file(key: str, base_url: str | None = None, folder: str | os.PathLike 
     target = folder / entry.filename
     if target.is_file() and _sha256(target) == entry.sha256:
         return target
-    archive = _retrieve(entry.url, entry.archive_sha256, Path(urlparse(entry.url).path).name, folder, progressbar)
+    archive = _retrieve(
+        entry.url, entry.archive_sha256, Path(urlparse(entry.url).path).name, folder, progressbar
+    )
     import zipfile
 
     with zipfile.ZipFile(archive) as zf, zf.open(entry.archive_member) as src, open(target, "wb") as dst:
         shutil.copyfileobj(src, dst)
     if _sha256(target) != entry.sha256:
         target.unlink()
-        raise ValueError(f"{entry.archive_member} in {archive} does not match the recorded SHA-256 of "
-                         f"{entry.filename}; delete {archive} and fetch again.")
+        raise ValueError(
+            f"{entry.archive_member} in {archive} does not match the recorded SHA-256 of "
+            f"{entry.filename}; delete {archive} and fetch again."
+        )
     return target
