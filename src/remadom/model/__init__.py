@@ -1,7 +1,8 @@
 from .._settings import settings as _settings
 from ._remadom import REMADOM
+from ._unencodable import UnencodableCellsWarning
 from ._validation import RemadomSetupError
 
 _settings.apply()  # Lightning (imported above, via scvi-tools) resets its loggers to INFO on import
 
-__all__ = ["REMADOM", "RemadomSetupError"]
+__all__ = ["REMADOM", "RemadomSetupError", "UnencodableCellsWarning"]

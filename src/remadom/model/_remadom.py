@@ -21,6 +21,7 @@ from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
+from ._unencodable import blank_unencodable
 from ._validation import (
     check_categorical_key,
     check_masks,
@@ -350,8 +351,9 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         indices
             Cells to use (default: all).
         modalities
-            Embed from this subset of modalities only. A cell that has none of them
-            gets the prior (a zero vector).
+            Embed from this subset of modalities only. A cell that has none of them has
+            nothing to embed from: its row is NaN, with an
+            :class:`~remadom.model.UnencodableCellsWarning` giving the count.
         give_mean
             Posterior mean (default) or one sample.
         batch_size
@@ -365,11 +367,13 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         self._check_modalities(modalities, "modalities")
         adata = self._validate_anndata(adata)
         self.module.eval()
-        out = []
+        out, encodable = [], []
         for tensors in self._loader(adata, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors), use_modalities=modalities)
             out.append((inf["qz_m"] if give_mean else inf["z"]).float().cpu())
-        return torch.cat(out).numpy()
+            encodable.append(inf["encoded"].sum(0).cpu() > 0)
+        return blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), modalities,
+                                 "get_latent_representation")
 
     def _valid_decode_batches(self, target: str) -> np.ndarray:
         """Batch codes in which ``target`` was observed in the training data."""
@@ -400,7 +404,10 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         target
             Modality to predict.
         from_modalities
-            Modalities to encode from (default: every modality the cell has).
+            Modalities to encode from (default: every modality the cell has). Predictions
+            are made for the cells that have at least one of them; the rows of the other
+            cells are NaN, with an :class:`~remadom.model.UnencodableCellsWarning` giving
+            the count.
         adata, indices, batch_size
             Cells to predict, as in :meth:`get_latent_representation`.
         n_samples
@@ -424,10 +431,11 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         self.module.eval()
         scales = self.module.heads[target].scales_with_library
         valid = torch.as_tensor(self._valid_decode_batches(target))
-        out = []
+        out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors),
                                         use_modalities=from_modalities)
+            encodable.append(inf["encoded"].sum(0).cpu() > 0)
             gen_in = self.module._get_generative_input(tensors, inf)
             batch_index = gen_in["batch_index"]
             own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(inf["qz_m"].device)
@@ -439,7 +447,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             if scales:
                 pred = pred * library_size
             out.append(pred.float().cpu())
-        values = torch.cat(out).numpy()
+        values = blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), from_modalities, "impute")
         if return_numpy:
             return values
         obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
