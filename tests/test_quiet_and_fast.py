@@ -54,15 +54,15 @@ def test_verbosity_hides_and_restores_library_messages():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         s.apply()  # filters go in front
-        warnings.warn("From 0.4 .update() will not pull obs/var columns from individual modalities", category)
-        warnings.warn("a real problem", UserWarning)
+        warnings.warn("From 0.4 .update() will not pull obs/var columns from individual modalities", category, stacklevel=2)
+        warnings.warn("a real problem", UserWarning, stacklevel=2)
     assert [str(w.message) for w in caught] == ["a real problem"]
     s.verbosity = "info"
     assert logging.getLogger("lightning.pytorch").level == logging.INFO
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         s.apply()
-        warnings.warn("From 0.4 .update() will not pull obs/var columns from individual modalities", category)
+        warnings.warn("From 0.4 .update() will not pull obs/var columns from individual modalities", category, stacklevel=2)
     assert len(caught) == 1
     remadom.settings.apply()  # back to the session's setting
 
@@ -76,13 +76,13 @@ def test_training_prints_no_library_banner():
     """Smoke test of the default output: no Lightning banner, tip or known warning."""
     code = """
 import sys
-sys.path.insert(0, %r)
+sys.path.insert(0, {!r})
 from conftest import make_mosaic_adata
 from remadom import REMADOM
 adata = make_mosaic_adata(n=60)
 REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", adt_obsm_key="X_adt", batch_key="batch")
 REMADOM(adata, n_latent=4, n_hidden=16).train(max_epochs=1, enable_progress_bar=False)
-""" % str(ROOT / "tests")
+""".format(str(ROOT / "tests"))
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
