@@ -6,12 +6,12 @@ rename breaks this file only.
 
 from __future__ import annotations
 
-from scvi.model.base._save_load import _load_saved_files  # noqa: F401  (private in scvi-tools)
-from scvi.train._logger import SimpleLogger  # noqa: F401  (private in scvi-tools)
+from scvi.model.base._save_load import _load_saved_files  # private in scvi-tools
+from scvi.train._logger import SimpleLogger  # private in scvi-tools
 
 try:
-    from scvi.model.base._base_model import _SETUP_ARGS_KEY  # noqa: F401
+    from scvi.model.base._base_model import _SETUP_ARGS_KEY
 except ImportError:  # pragma: no cover
-    from scvi.data._constants import _SETUP_ARGS_KEY  # noqa: F401
+    from scvi.data._constants import _SETUP_ARGS_KEY
 
 __all__ = ["_load_saved_files", "SimpleLogger", "_SETUP_ARGS_KEY"]
