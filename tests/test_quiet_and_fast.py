@@ -88,3 +88,25 @@ REMADOM(adata, n_latent=4, n_hidden=16).train(max_epochs=1, enable_progress_bar=
     out = proc.stdout + proc.stderr
     for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "log_every_n_steps", "Seed set"):
         assert noise not in out, out
+
+
+def test_view_anndata_setup_describes_the_mudata_modalities(mosaic_mdata, capsys):
+    from remadom import REMADOM
+
+    REMADOM.setup_mudata(mosaic_mdata, modalities={"rna": "rna", "atac": "atac", "adt": "adt"}, batch_key="batch")
+    model = REMADOM(mosaic_mdata, n_latent=4, n_hidden=16)
+    model.view_anndata_setup()  # scvi-tools 1.4.2 + rich 15: AttributeError 'rich' has no 'pretty' without the fix
+    out = capsys.readouterr().out
+    n_adt = mosaic_mdata.mod["adt"].n_obs
+    assert "mdata.mod['adt'].X" in out and f"{n_adt} / {mosaic_mdata.n_obs}" in out
+    assert "_remadom" not in out and "setup_mudata" in out  # the user's terms, not the padded view's
+
+
+def test_view_anndata_setup_for_anndata_keeps_the_scvi_registry(mosaic_adata, capsys):
+    from remadom import REMADOM
+
+    REMADOM.setup_anndata(mosaic_adata, rna_layer="counts", atac_obsm_key="X_atac", adt_obsm_key="X_adt",
+                          batch_key="batch")
+    REMADOM(mosaic_adata, n_latent=4, n_hidden=16).view_anndata_setup()
+    out = capsys.readouterr().out
+    assert "adata.obsm['X_atac']" in out and "(obs['has_atac'])" in out and "Data Registry" in out

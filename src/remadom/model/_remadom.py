@@ -236,6 +236,16 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         adata = self._validate_anndata(adata)
         return {s.name: read_mask(adata, s) for s in self.specs}
 
+    def view_anndata_setup(self, adata=None, hide_state_registries: bool = False) -> None:
+        """Print what was registered: per modality its source, cells with it, features, likelihood.
+
+        For a MuData the modalities are described as ``mdata.mod`` entries (not the
+        internal padded view); for an AnnData scvi-tools' registry summary follows.
+        """
+        from ._setup_summary import view_setup
+
+        view_setup(self, adata, hide_state_registries, inherited=super().view_anndata_setup)
+
     def get_modality_data(self, modality: str, adata=None):
         """The registered raw matrix of ``modality`` (sparse or dense, as stored; zeros where missing)."""
         self._check_modalities([modality], "modality")
