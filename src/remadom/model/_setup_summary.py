@@ -12,7 +12,7 @@ submodule here makes the inherited summary work too.
 from __future__ import annotations
 
 import rich
-import rich.pretty  # noqa: F401 - scvi-tools uses rich.pretty without importing it
+import rich.pretty  # scvi-tools uses rich.pretty without importing it
 from rich.console import Console
 from rich.table import Table
 
