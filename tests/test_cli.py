@@ -110,6 +110,7 @@ def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     assert main(["evaluate", str(run_dir)]) == 0
     scores = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert scores and all(v is None or np.isfinite(v) for v in scores.values())
+    assert (run_dir / "eval" / "metrics.png").is_file()
 
 
 # ------------------------------------------------------------------- resume

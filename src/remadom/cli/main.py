@@ -192,11 +192,14 @@ def cmd_evaluate(args) -> int:
     params = inspect.signature(evaluate_model).parameters  # accept both spellings of the eval API
     kw = {("labels" if "labels" in params else "labels_key"): labels,
           ("batch" if "batch" in params else "batch_key"): batch}
-    metrics = {k: (float(v) if v is not None else None) for k, v in evaluate_model(model, **kw).items()}
+    metrics = {k: (v if v is None or isinstance(v, int) else float(v)) for k, v in evaluate_model(model, **kw).items()}
     out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2))
-    print(f"wrote {out}")
+    from ._evaluate_report import format_metrics_table, plot_metrics_figure
+
+    figure = plot_metrics_figure(metrics, out.with_suffix(".png"))
+    print(format_metrics_table(metrics))
+    print(f"wrote {out} and {figure}")
     return 0
 
 

@@ -31,7 +31,9 @@ def modality_table(model, adata=None) -> Table:
     for spec in model.specs:
         if mod_keys:
             layer = layers.get(spec.name) or (mudata_setup.get("rna_layer") if spec.name == "rna" else None)
-            source = f"mdata.mod[{mod_keys.get(spec.name, spec.name)!r}]" + (f".layers[{layer!r}]" if layer else ".X")
+            source = f"mdata.mod[{mod_keys.get(spec.name, spec.name)!r}]" + (
+                f".layers[{layer!r}]" if layer else ".X"
+            )
         elif spec.attr == "obsm":
             source = f"adata.obsm[{spec.key!r}]"
         else:
@@ -40,8 +42,9 @@ def modality_table(model, adata=None) -> Table:
         availability = f"{int(mask.sum()):,} / {len(mask):,}"
         if spec.mask_key is not None and not mod_keys:
             availability += f" (obs[{spec.mask_key!r}])"
-        table.add_row(spec.name, source, availability, f"{len(model.feature_names_[spec.name]):,}",
-                      str(spec.likelihood))
+        table.add_row(
+            spec.name, source, availability, f"{len(model.feature_names_[spec.name]):,}", str(spec.likelihood)
+        )
     return table
 
 

@@ -21,8 +21,9 @@ class UnencodableCellsWarning(UserWarning):
     """Some cells have none of the modalities asked for; their rows are NaN."""
 
 
-def blank_unencodable(values: np.ndarray, encodable: np.ndarray, modalities: Sequence[str] | None,
-                      what: str) -> np.ndarray:
+def blank_unencodable(
+    values: np.ndarray, encodable: np.ndarray, modalities: Sequence[str] | None, what: str
+) -> np.ndarray:
     """Set the rows of cells with nothing to encode to NaN and warn how many there are.
 
     Parameters
