@@ -179,6 +179,7 @@ def test_fetch_without_url_names_the_options(monkeypatch, tmp_path):
 
 def test_fetch_extracts_a_member_of_a_public_archive(monkeypatch, tmp_path):
     """The PBMC entry downloads the scmidas wheel and extracts the file: same code on a local zip."""
+    import hashlib
     import zipfile
 
     from remadom.datasets import _fetch
@@ -187,7 +188,7 @@ def test_fetch_extracts_a_member_of_a_public_archive(monkeypatch, tmp_path):
     archive = tmp_path / "pkg-0.1-py3-none-any.whl"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("pkg/data/file.h5mu", payload)
-    entry = _fetch.RemoteFile("file.h5mu", _fetch.hashlib.sha256(payload).hexdigest(), url=archive.as_uri(),
+    entry = _fetch.RemoteFile("file.h5mu", hashlib.sha256(payload).hexdigest(), url=archive.as_uri(),
                               archive_member="pkg/data/file.h5mu", archive_sha256=_fetch._sha256(archive))
     monkeypatch.setitem(_fetch.REGISTRY, "toy", entry)
     monkeypatch.delenv("REMADOM_DATA_URL", raising=False)

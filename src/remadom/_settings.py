@@ -41,6 +41,8 @@ NOISY_WARNINGS = (
     (Warning, r"The number of training batches \(\d+\) is smaller than the logging interval"),
     # Lightning's hint to raise DataLoader workers (the data are in memory; workers do not help)
     (Warning, r"The '\w+_dataloader' does not have many workers"),
+    # tqdm's notebook bar without ipywidgets (scvi-tools imports tqdm.auto)
+    (Warning, r"IProgress not found"),
     # umap-learn: a fixed random_state makes it single-threaded, as REMADOM intends for reproducibility
     (UserWarning, r"n_jobs value -?\d+ overridden to 1 by setting random_state"),
 )

@@ -11,7 +11,6 @@ mirror that holds them by file name, given as ``base_url=`` or ``$REMADOM_DATA_U
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -103,11 +102,9 @@ def _copy_file_url(url: str, output_file, pooch_obj) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def _retrieve(url: str, known_hash: str, fname: str, folder: Path, progressbar: bool) -> Path:

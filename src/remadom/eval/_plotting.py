@@ -205,6 +205,11 @@ def plot_metrics(
 ):
     """Grouped bar chart of metrics per method.
 
+    Not scib-metrics' ``Benchmarker.plot_results_table``: that needs a ``Benchmarker`` that
+    has run its own pipeline (its PCA and kNN per embedding, on an AnnData) and plots only
+    scIB metrics; this plots precomputed metric dicts from any method, including FOSCTTM and
+    modality mixing, which scib-metrics does not have.
+
     Parameters
     ----------
     results
