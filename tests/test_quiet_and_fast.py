@@ -72,8 +72,9 @@ def test_bad_verbosity_is_refused():
         RemadomSettings("loud")
 
 
+@pytest.mark.slow
 def test_training_prints_no_library_banner():
-    """Smoke test of the default output: no Lightning banner, tip or known warning."""
+    """Smoke test of the default output: no Lightning banner, tip or known warning (a fresh process, 15-60 s)."""
     code = """
 import sys
 sys.path.insert(0, {!r})
