@@ -20,14 +20,16 @@ _LAZY = {
     "REMADOM": ".model",
     "RemadomSetupError": ".model",
     "MODALITY_KINDS": ".modalities",
+    "MODALITY_NAME_ALIASES": ".modalities",
     "ModalitySpec": ".modalities",
 }
-_SUBPACKAGES = ("data", "datasets", "eval", "nn")
+_SUBPACKAGES = ("data", "datasets", "eval", "modalities", "model", "module", "nn")
 
 __all__ = [
     "REMADOM",
     "RemadomSetupError",
     "MODALITY_KINDS",
+    "MODALITY_NAME_ALIASES",
     "ModalitySpec",
     "data",
     "datasets",

@@ -30,8 +30,12 @@ def modality_table(model, adata=None) -> Table:
         table.add_column(col)
     for spec in model.specs:
         if mod_keys:
-            layer = layers.get(spec.name) or (mudata_setup.get("rna_layer") if spec.name == "rna" else None)
-            source = f"mdata.mod[{mod_keys.get(spec.name, spec.name)!r}]" + (
+            entry = mod_keys.get(spec.name, spec.name)  # setup_mudata entries: a mod key or a dict
+            mod_key = entry if isinstance(entry, str) else entry.get("mod", spec.name)
+            layer = (None if isinstance(entry, str) else entry.get("layer")) or layers.get(spec.name) or (
+                mudata_setup.get("rna_layer") if spec.name == "rna" else None
+            )
+            source = f"mdata.mod[{mod_key!r}]" + (
                 f".layers[{layer!r}]" if layer else ".X"
             )
         elif spec.attr == "obsm":
