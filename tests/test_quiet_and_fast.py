@@ -46,6 +46,35 @@ def test_config_defaults_match_the_model_signatures():
             assert value == params[name].default, (method, name)
 
 
+def test_config_registry_names_match_the_registries():
+    """The config reads likelihood / kind / encoder-input names from source (no torch import); they must agree."""
+    from remadom.config._registry_names import (
+        builtin_encoder_inputs,
+        builtin_likelihoods,
+        builtin_modality_kinds,
+    )
+    from remadom.modalities import MODALITY_KINDS
+    from remadom.nn.likelihoods import LIKELIHOODS
+    from remadom.nn.networks import ENCODER_INPUTS
+
+    assert builtin_likelihoods() == tuple(sorted(LIKELIHOODS))
+    assert builtin_modality_kinds() == tuple(sorted(MODALITY_KINDS))
+    assert builtin_encoder_inputs() == ENCODER_INPUTS
+
+
+def test_config_accepts_a_likelihood_registered_at_run_time(monkeypatch):
+    from pydantic import ValidationError
+
+    from remadom.config import RunConfig
+    from remadom.nn.likelihoods import LIKELIHOODS
+
+    config = {"model": {"likelihoods": {"rna": "my_head"}}}
+    with pytest.raises(ValidationError, match="Unknown likelihood 'my_head'"):
+        RunConfig.model_validate(config)
+    monkeypatch.setitem(LIKELIHOODS, "my_head", LIKELIHOODS["nb"])  # as register_likelihood does
+    assert RunConfig.model_validate(config).model.likelihoods == {"rna": "my_head"}
+
+
 def test_verbosity_hides_and_restores_library_messages():
     s = RemadomSettings("warning")
     s.apply()
