@@ -41,7 +41,7 @@ def blank_unencodable(
     n = int(missing.sum())
     if n:
         values[missing] = np.nan
-        asked = "any modality" if modalities is None else f"any of {list(modalities)}"
+        asked = "no modality" if modalities is None else f"none of {list(modalities)}"
         warnings.warn(
             f"{what}: {n} of {len(missing)} cells have {asked}, so there is nothing to encode them from; "
             "their rows are NaN. Select the cells that have them (e.g. with the model's masks) or encode "
