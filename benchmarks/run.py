@@ -301,7 +301,7 @@ def main(argv=None) -> int:
                 accelerator=args.accelerator,
                 metrics=not args.no_metrics,
             )
-        except Exception as err:  # record the failure, do not lose the other runs
+        except Exception as err:  # noqa: BLE001 - record the failure, do not lose the other runs
             res = {"scenario": scenario, "method": method, "status": "error", "reason": repr(err)[:300]}
             res["traceback"] = traceback.format_exc()
         Path(args.worker_out).write_text(json.dumps(res, indent=1, default=_json_default))

@@ -7,6 +7,7 @@ copied from ``../tutorials`` into ``docs/tutorials`` at build time (see ``_copy_
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -45,6 +46,7 @@ extensions = [
     "sphinx.ext.napoleon",  # must come before sphinx_autodoc_typehints
     "sphinx_autodoc_typehints",
     "sphinx.ext.mathjax",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "schema_doc",  # local: renders ../schema/config.schema.json (docs/_ext/schema_doc.py)
@@ -100,6 +102,60 @@ for _mod in ("scib_metrics",):
         __import__(_mod)
     except ImportError:
         autodoc_mock_imports.append(_mod)
+
+# -- intersphinx ----------------------------------------------------------------
+# Links to the libraries REMADOM builds on. Builds run offline too: an inventory that cannot be
+# fetched is reported as an "intersphinx.external" warning (filtered below, so -W still passes) and
+# its links render as plain text.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "torch": ("https://docs.pytorch.org/docs/stable", None),
+    "anndata": ("https://anndata.readthedocs.io/en/stable", None),
+    "mudata": ("https://mudata.readthedocs.io/en/latest", None),
+    "scvi-tools": ("https://docs.scvi-tools.org/en/stable", None),
+}
+intersphinx_timeout = 5
+
+
+def _online(host: str = "docs.python.org") -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+if os.environ.get("REMADOM_DOCS_OFFLINE") or not _online():
+    # offline (CI sandboxes, this project's machines): Sphinx would warn once per inventory and
+    # -W would fail; without inventories the cross-references render as plain text
+    print("intersphinx: no network, building without external inventories")
+    intersphinx_mapping = {}
+
+
+def _own_methods() -> dict[str, list[str]]:
+    """``{class fullname: methods defined in remadom}``: the class template lists these first."""
+    out: dict[str, list[str]] = {}
+    try:
+        import remadom as _rm
+
+        classes = {"remadom.REMADOM": _rm.REMADOM}
+    except Exception:  # noqa: BLE001 - the API pages then list methods in one block
+        return out
+    for fullname, cls in classes.items():
+        names = []
+        for name in dir(cls):
+            attr = getattr(cls, name, None)
+            func = getattr(attr, "__func__", attr)
+            if not name.startswith("_") and callable(func) and (getattr(func, "__module__", "") or "").startswith("remadom"):
+                names.append(name)
+        out[fullname] = names
+    return out
+
+
+autosummary_context = {"remadom_own_methods": _own_methods()}
 
 # -- HTML output ---------------------------------------------------------------
 html_theme = "sphinx_book_theme"

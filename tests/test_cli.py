@@ -105,6 +105,7 @@ def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     assert main(["evaluate", str(run_dir)]) == 0
     scores = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert scores and all(v is None or np.isfinite(v) for v in scores.values())
+    assert (run_dir / "eval" / "metrics.png").is_file()
 
 
 @needs_mock
@@ -281,3 +282,17 @@ def test_dry_run_prints_resolved_config(capsys, monkeypatch):
                  "--set", "model.n_latent=12"]) == 0
     out = capsys.readouterr().out
     assert "n_latent: 12" in out and "n_hidden: 48" in out
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    import os
+
+    from remadom.cli._atomic import atomic_write
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "manifest.json", lambda fh: fh.write("{}"))
+    finally:
+        os.umask(old)
+    assert path.read_text() == "{}"
+    assert (path.stat().st_mode & 0o777) == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600

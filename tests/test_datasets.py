@@ -124,3 +124,86 @@ def test_make_mosaic3(paired_mdata):
     with pytest.raises(ValueError, match="at least 3 batches"):
         make_mosaic3(generate_mock_dataset("paired", n_cells=40, n_genes=10, n_proteins=3,
                                            return_mudata=True)[0], mods=("rna", "adt"))
+
+
+# ------------------------------------------------------------ package data and fetchers
+def test_pbmc_mosaic_ships_with_the_package(monkeypatch, tmp_path):
+    """No path, no $REMADOM_DATA_DIR, no ../shared/data: the packaged copy is read."""
+    from remadom.datasets import REGISTRY
+    from remadom.datasets._fetch import _sha256
+    from remadom.datasets._loaders import _locate
+
+    monkeypatch.delenv("REMADOM_DATA_DIR", raising=False)
+    monkeypatch.setenv("REMADOM_DATA_URL", "file:///nonexistent")  # a fetch would fail
+    monkeypatch.chdir(tmp_path)
+    found = _locate("pbmc_cite_mosaic", None)
+    assert found.parent.name == "data" and found.parent.parent.name == "datasets"
+    assert _sha256(found) == REGISTRY["pbmc_cite_mosaic"].sha256
+    mdata = load_pbmc_cite_mosaic()
+    _check(mdata, {"rna": (1200, 500), "adt": (1200, 224)}, 1600)
+
+
+@pytest.mark.realdata
+def test_fetch_from_file_mirror_is_cached_and_checked(shared_data_dir, monkeypatch, tmp_path):
+    from remadom.datasets import fetch_file
+
+    monkeypatch.setenv("REMADOM_DATA_URL", shared_data_dir.resolve().as_uri())
+    monkeypatch.setenv("REMADOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("REMADOM_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
+    path = fetch_file("bmmc_cite")
+    assert path == tmp_path / "cache" / FILES["bmmc_cite"]
+    assert path.read_bytes() == (shared_data_dir / FILES["bmmc_cite"]).read_bytes()
+    _check(load_bmmc_cite(), {"rna": (600, 1000), "adt": (600, 134)}, 600)  # loader falls back to the cache
+    monkeypatch.setenv("REMADOM_DATA_URL", "file:///nonexistent")
+    assert fetch_file("bmmc_cite") == path  # cached: not fetched again
+
+
+def test_fetch_rejects_a_wrong_checksum(monkeypatch, tmp_path):
+    from remadom.datasets import fetch_file
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / FILES["bmmc_multiome"]).write_bytes(b"not the real file")
+    with pytest.raises(ValueError, match="SHA256"):
+        fetch_file("bmmc_multiome", base_url=mirror.as_uri(), folder=tmp_path / "cache")
+
+
+def test_fetch_without_url_names_the_options(monkeypatch, tmp_path):
+    from remadom.datasets import fetch_file
+
+    monkeypatch.delenv("REMADOM_DATA_URL", raising=False)
+    with pytest.raises(FileNotFoundError, match="REMADOM_DATA_URL"):
+        fetch_file("pbmc_reapseq", folder=tmp_path)
+
+
+def test_fetch_extracts_a_member_of_a_public_archive(monkeypatch, tmp_path):
+    """The PBMC entry downloads the scmidas wheel and extracts the file: same code on a local zip."""
+    import hashlib
+    import zipfile
+
+    from remadom.datasets import _fetch
+
+    payload = b"h5mu bytes"
+    archive = tmp_path / "pkg-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pkg/data/file.h5mu", payload)
+    entry = _fetch.RemoteFile("file.h5mu", hashlib.sha256(payload).hexdigest(), url=archive.as_uri(),
+                              archive_member="pkg/data/file.h5mu", archive_sha256=_fetch._sha256(archive))
+    monkeypatch.setitem(_fetch.REGISTRY, "toy", entry)
+    monkeypatch.delenv("REMADOM_DATA_URL", raising=False)
+    path = _fetch.fetch_file("toy", folder=tmp_path / "cache")
+    assert path.read_bytes() == payload
+    bad = _fetch.RemoteFile("bad.h5mu", "0" * 64, url=archive.as_uri(), archive_member="pkg/data/file.h5mu",
+                            archive_sha256=entry.archive_sha256)
+    monkeypatch.setitem(_fetch.REGISTRY, "bad", bad)
+    with pytest.raises(ValueError, match="does not match the recorded SHA-256"):
+        _fetch.fetch_file("bad", folder=tmp_path / "cache")
+
+
+def test_registry_covers_every_loader():
+    from remadom.datasets import REGISTRY
+
+    assert set(REGISTRY) == set(FILES)
+    assert all(REGISTRY[k].filename == FILES[k] for k in FILES)
+    assert REGISTRY["pbmc_cite_mosaic"].url.startswith("https://files.pythonhosted.org/")

@@ -89,3 +89,24 @@ def test_api_page_lists_every_public_name():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.missing_from_docs() == [], "add these to docs/api.md"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    import re
+
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("doc", "block"), [("README.md", 0), ("docs/quickstart.md", 0)])
+def test_example_runs_on_a_fresh_machine(doc, block, tmp_path):
+    """Smoke test: the example runs from an empty folder with no ../shared/data (2 epochs, ~30 s)."""
+    import os
+
+    code = _python_blocks(ROOT / doc)[block]
+    code = code.replace("max_epochs=100", "max_epochs=2").replace("max_epochs=200", "max_epochs=2")
+    env = {k: v for k, v in os.environ.items() if k not in ("REMADOM_DATA_DIR", "REMADOM_DATA_URL")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]  # quiet: and no NaN-row warning either

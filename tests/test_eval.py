@@ -267,7 +267,7 @@ def test_evaluate_model_on_bmmc_multiome(rng):
 
 
 def test_umap_embedding_beyond_scanpy_dense_limit():
-    # regression: scanpy's sparse-neighbour path (> 4,096 cells) failed with scipy >= 1.17
+    # scanpy computes it: its sparse-neighbour path (> 4,096 cells) was said to fail with scipy >= 1.17
     from remadom.eval import umap_embedding
 
     z = np.random.default_rng(0).normal(size=(4200, 4)).astype(np.float32)

@@ -1,12 +1,14 @@
 """Model smoke and behaviour tests: train, latent, impute, save/load on tiny mosaic data."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 from conftest import make_mosaic_adata
 
 from remadom import REMADOM
+from remadom.model import UnencodableCellsWarning
 
 KEYS = {"rna_layer": "counts", "atac_obsm_key": "X_atac", "adt_obsm_key": "X_adt", "batch_key": "batch"}
 SMALL = {"n_latent": 4, "n_hidden": 32, "n_layers": 1}
@@ -35,8 +37,11 @@ def test_training_lowers_elbo_and_logs_terms(trained):
 @pytest.mark.parametrize("subset", [None, ["rna"], ["atac"], ["adt"], ["rna", "atac"], ["atac", "adt"]])
 def test_latent_shapes_for_every_subset(trained, subset):
     model, adata = trained
-    z = model.get_latent_representation(modalities=subset)
-    assert z.shape == (adata.n_obs, 4) and np.isfinite(z).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnencodableCellsWarning)
+        z = model.get_latent_representation(modalities=subset)
+    has = adata.obs[[f"has_{m}" for m in subset or ("rna", "atac", "adt")]].to_numpy().any(axis=1)
+    assert z.shape == (adata.n_obs, 4) and np.isfinite(z[has]).all() and np.isnan(z[~has]).all()
 
 
 @pytest.mark.parametrize(
@@ -46,9 +51,24 @@ def test_latent_shapes_for_every_subset(trained, subset):
 )
 def test_impute_shapes_any_direction(trained, target, source):
     model, adata = trained
-    out = model.impute(target, from_modalities=source)
+    has_source = adata.obs[[f"has_{m}" for m in source]].to_numpy().any(axis=1)
+    if has_source.all():
+        out = model.impute(target, from_modalities=source)
+    else:
+        with pytest.warns(UnencodableCellsWarning, match=f"{(~has_source).sum()} of {adata.n_obs} cells"):
+            out = model.impute(target, from_modalities=source)
     n_features = {"rna": adata.n_vars, "atac": adata.obsm["X_atac"].shape[1], "adt": 6}[target]
-    assert out.shape == (adata.n_obs, n_features) and np.isfinite(out).all() and (out >= 0).all()
+    assert out.shape == (adata.n_obs, n_features)
+    assert np.isfinite(out[has_source]).all() and (out[has_source] >= 0).all()
+    assert np.isnan(out[~has_source]).all()  # nothing to encode from: NaN, not the prior's prediction
+
+
+def test_latent_of_cells_without_the_modalities_is_nan(trained):
+    model, adata = trained
+    has_adt = adata.obs["has_adt"].to_numpy()
+    with pytest.warns(UnencodableCellsWarning, match="their rows are NaN"):
+        z = model.get_latent_representation(modalities=["adt"])
+    assert np.isnan(z[~has_adt]).all() and np.isfinite(z[has_adt]).all()
 
 
 def test_impute_outputs_are_normalized(trained):

@@ -24,8 +24,10 @@ TUTORIALS = ROOT / "tutorials"
 NOTEBOOKS = sorted(p.name for p in TUTORIALS.glob("*.ipynb"))
 
 #: Real-data files each notebook reads (from $REMADOM_DATA_DIR or ../shared/data).
+#: No notebook may open with silencing code: the library is quiet by default.
+SILENCERS = ("warnings.filterwarnings", "setLevel(", "scvi.settings.verbosity", '"figure.dpi": 72')
 NEEDED_FILES = {
-    "01_mosaic_pbmc_rna_adt.ipynb": ["pbmc_cite_mosaic_hao2021.h5mu"],
+    "01_mosaic_pbmc_rna_adt.ipynb": [],  # the PBMC mosaic ships with the package
     "02_snareseq_rna_atac_mosaic.ipynb": ["mouse_cortex_snareseq_chen2019.h5mu"],
     "03_mock_scenarios.ipynb": [],
     "04_reproducible_cli_runs.ipynb": [],
@@ -66,6 +68,7 @@ def test_notebooks_found():
         assert first.cell_type == "markdown" and first.source.startswith("# "), f"{name}: needs a '# ' title"
         code = next(c for c in nb.cells if c.cell_type == "code")
         assert 'os.environ.get("REMADOM_TUTORIAL_FAST") == "1"' in code.source, f"{name}: no FAST switch"
+        assert not [s for s in SILENCERS if s in code.source], f"{name}: silencing code in the first cell"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -6,16 +6,16 @@ rename breaks this file only.
 
 from __future__ import annotations
 
-from scvi.data._utils import _verify_and_correct_data_format  # noqa: F401  (private in scvi-tools)
+from scvi.data._utils import _verify_and_correct_data_format  # private in scvi-tools
 
 # _load_saved_files unpickles with weights_only=False: never call it on a file you did not write;
 # remadom.model._io.load_saved_files is the safe reader (issue #15).
-from scvi.model.base._save_load import _initialize_model, _load_saved_files  # noqa: F401  (private in scvi-tools)
-from scvi.train._logger import SimpleLogger  # noqa: F401  (private in scvi-tools)
+from scvi.model.base._save_load import _initialize_model, _load_saved_files  # private in scvi-tools
+from scvi.train._logger import SimpleLogger  # private in scvi-tools
 
 try:
-    from scvi.model.base._base_model import _SETUP_ARGS_KEY  # noqa: F401
+    from scvi.model.base._base_model import _SETUP_ARGS_KEY
 except ImportError:  # pragma: no cover
-    from scvi.data._constants import _SETUP_ARGS_KEY  # noqa: F401
+    from scvi.data._constants import _SETUP_ARGS_KEY
 
 __all__ = ["_initialize_model", "_load_saved_files", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]

@@ -1,4 +1,7 @@
-"""Command line and reproducible runs (``remadom train|mock|evaluate|manifest|schema``)."""
+"""Command line and reproducible runs (``remadom train|mock|evaluate|manifest|schema``).
+
+``run_training`` is imported on first use, so ``remadom --help`` does not load torch.
+"""
 
 from ._errors import (
     EXIT_CONFIG,
@@ -10,7 +13,6 @@ from ._errors import (
     EnvironmentMismatchError,
     TrainingFailure,
 )
-from ._run import run_training
 
 __all__ = [
     "EXIT_CONFIG",
@@ -23,3 +25,11 @@ __all__ = [
     "TrainingFailure",
     "run_training",
 ]
+
+
+def __getattr__(name: str):
+    if name == "run_training":
+        from ._run import run_training
+
+        return run_training
+    raise AttributeError(f"module 'remadom.cli' has no attribute {name!r}")

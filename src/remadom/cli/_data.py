@@ -88,7 +88,7 @@ def _read_file(config: RunConfig) -> LoadedData:
             import anndata as ad
 
             data = ad.read_h5ad(path)
-    except Exception as e:  # noqa: BLE001 - any reader failure is a data problem
+    except Exception as e:  # any reader failure is a data problem (re-raised)
         raise DataError(f"cannot read {path}: {type(e).__name__}: {e}.",
                         "Check that the file is a complete, uncorrupted AnnData/MuData file.") from e
     info = {"source": "file", "path": str(path.resolve()), "size_bytes": path.stat().st_size,

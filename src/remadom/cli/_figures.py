@@ -33,29 +33,38 @@ def epoch_metrics(metrics_csv: str | Path) -> pd.DataFrame:
 
 
 def plot_loss_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
-    """One panel per ELBO term (train and validation) plus the KL weight."""
+    """One panel per ELBO term (train and validation) plus the KL weight.
+
+    Terms that are zero throughout (``kl_global`` of a model without global latents) get no
+    panel; the KL weight is drawn once (Lightning logs it as ``kl_weight`` and
+    ``kl_weight_epoch``, the same values); epochs are integer ticks.
+    """
     df = epoch_metrics(metrics_csv)
     if df.empty:
         return None
     terms = sorted({c[: -len("_train")] for c in df.columns if c.endswith("_train")})
-    kl_cols = [c for c in df.columns if c.startswith("kl_weight")]
+    terms = [t for t in terms if not _all_zero(df, [f"{t}_train", f"{t}_validation"])]
+    kl_cols = [c for c in ("kl_weight", "kl_weight_epoch", "kl_weight_step") if c in df][:1]
     panels = terms + (["kl_weight"] if kl_cols else [])
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     ncol = min(3, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
     for ax, term in zip(axes.ravel(), panels):
         if term == "kl_weight":
-            for c in kl_cols:
-                ax.plot(df["epoch"], df[c], marker=".", label=c)
+            ax.plot(df["epoch"], df[kl_cols[0]], marker=".")
         else:
             for split in ("train", "validation"):
                 col = f"{term}_{split}"
                 if col in df:
                     ax.plot(df["epoch"], df[col], marker=".", label=split)
-        ax.set_title(term, fontsize=9)
+        ax.set_title(term, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if term != "kl_weight":
+            ax.legend(fontsize=9)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -64,6 +73,11 @@ def plot_loss_curves(metrics_csv: str | Path, out: str | Path) -> Path | None:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _all_zero(df: pd.DataFrame, cols: list[str]) -> bool:
+    values = df[[c for c in cols if c in df]].to_numpy(dtype=float)
+    return values.size > 0 and bool(np.all(np.nan_to_num(values) == 0))
 
 
 def modality_masks(model) -> dict[str, np.ndarray]:
@@ -95,9 +109,28 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def _per_10k(x: np.ndarray) -> np.ndarray:
     lib = x.sum(1, keepdims=True)
-    return np.log1p(x / np.maximum(lib, 1e-8) * 1e4)
+    return x / np.maximum(lib, 1e-8) * 1e4
+
+
+def _like_with_like(spec, obs: np.ndarray, pred: np.ndarray):
+    """Per-feature observed and predicted values on the same scale, with axis labels.
+
+    Binary (ATAC): fraction of cells open vs mean predicted probability. Counts: the log1p
+    of the per-feature *mean* of counts per 10k on both axes (``impute`` returns the
+    expectation, so its mean is compared with the mean of the observed values, not with the
+    mean of their log1p). ``impute("adt")`` of the ``nbmixture`` likelihood is the
+    foreground (background removed) while observed counts include background; both are
+    rescaled to 10k per cell, and the label says so.
+    """
+    if spec.is_binary:
+        return (obs > 0).mean(0), pred.mean(0), "fraction of cells open", "mean probability"
+    px = np.log1p(_per_10k(obs).mean(0))
+    py = np.log1p(_per_10k(pred).mean(0))
+    foreground = spec.likelihood == "nbmixture"
+    return (px, py, "log1p(mean counts per 10k)" + (", with background" if foreground else ""),
+            "log1p(mean expected per 10k)" + (", foreground only" if foreground else ""))
 
 
 class ImputationSnapshot(Callback):
@@ -145,24 +178,21 @@ class ImputationSnapshot(Callback):
                 pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4)
                 matrix = model.get_modality_data(m)
                 obs = _dense(matrix[idx])
-                if spec.is_binary:
-                    px, py, unit = (obs > 0).mean(0), pred.mean(0), "accessibility"
-                else:
-                    px, py, unit = _normalize(obs).mean(0), np.log1p(pred).mean(0), "log1p norm."
-                panels.append((m, source, px, py, unit, idx.size))
+                px, py, unit, what = _like_with_like(spec, obs, pred)
+                panels.append((m, source, px, py, unit, idx.size, what))
         finally:
             model.is_trained_ = was_trained
             model.module.train(was_training)
         plt = _plt()
         fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3.4), squeeze=False)
-        for ax, (m, source, px, py, unit, n) in zip(axes.ravel(), panels):
+        for ax, (m, source, px, py, unit, n, what) in zip(axes.ravel(), panels):
             r = np.corrcoef(px, py)[0, 1] if px.size > 1 and px.std() > 0 and py.std() > 0 else np.nan
             ax.scatter(px, py, s=6, alpha=0.7)
             lim = [min(px.min(), py.min()), max(px.max(), py.max())]
             ax.plot(lim, lim, color="grey", lw=0.8)
             ax.set_title(f"{m} from {'+'.join(source)} (n={n})\nr={r:.2f}", fontsize=8)
-            ax.set_xlabel(f"observed ({unit})", fontsize=8)
-            ax.set_ylabel("predicted", fontsize=8)
+            ax.set_xlabel(f"observed: {unit}", fontsize=8)
+            ax.set_ylabel(f"predicted: {what}", fontsize=8)
         fig.suptitle(f"validation cells, epoch {epoch}", fontsize=9)
         fig.tight_layout()
         out = self.out_dir / f"epoch_{epoch:03d}.png"

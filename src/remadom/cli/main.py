@@ -42,6 +42,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+def _version() -> str:
+    from remadom import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``remadom``."""
     parser = argparse.ArgumentParser(
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(parser)
+    parser.add_argument("--version", action="version", version=f"remadom {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config into a new run directory",
@@ -189,12 +196,15 @@ def cmd_evaluate(args) -> int:
                                  "Train with both keys set to compute integration metrics.")
     from remadom.eval import evaluate_model
 
-    metrics = {k: (float(v) if v is not None else None)
+    metrics = {k: (v if v is None or isinstance(v, int) else float(v))
                for k, v in evaluate_model(model, labels=labels, batch=batch).items()}
     out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2))
-    print(f"wrote {out}")
+    from ._evaluate_report import format_metrics_table, plot_metrics_figure
+
+    figure = plot_metrics_figure(metrics, out.with_suffix(".png"))
+    print(format_metrics_table(metrics))
+    print(f"wrote {out} and {figure}")
     return 0
 
 
@@ -257,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or usage error (2)
         return int(e.code or 0)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(debug)
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -282,6 +292,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last resort: still one paragraph, traceback on --debug
         return _report(RemadomCLIError(f"unexpected {type(e).__name__}: {e}.",
                                        "Rerun with --debug and report the traceback."), EXIT_FAILURE, debug)
+
+
+def _configure_logging(debug: bool) -> None:
+    """Print REMADOM's own INFO messages; other libraries follow ``remadom.settings.verbosity``.
+
+    Only the ``remadom`` logger gets a handler: a root handler would print every
+    library's INFO line (Lightning's "Seed set to" twice, jax's backend line).
+    """
+    log = logging.getLogger("remadom")
+    if not any(getattr(h, "_remadom_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._remadom_cli = True
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
 
 
 def _report(err: RemadomCLIError, code: int, debug: bool) -> int:

@@ -6,7 +6,6 @@ ignored setting.
 
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,34 +18,28 @@ from pydantic import (
     model_validator,
 )
 
-from ..modalities import MODALITY_KINDS
-from ..model import REMADOM
-from ..nn.likelihoods import LIKELIHOODS, get_likelihood
-from ..nn.networks import ENCODER_INPUTS
+from ._registry_names import (
+    builtin_encoder_inputs,
+    builtin_likelihoods,
+    builtin_modality_kinds,
+    known_kind,
+    known_likelihood,
+)
+from ._signature_defaults import REMADOM
 
 
 def _default(method, name: str):
     """Default of ``name`` in ``method``'s signature: model defaults live in the model only."""
-    return inspect.signature(method).parameters[name].default
+    return method.defaults[name]
 
 
-
-def _known_likelihood(name: str) -> str:
-    get_likelihood(name)  # the head registry is the one list of likelihoods
-    return name
-
-
-def _known_kind(name: str) -> str:
-    if name not in MODALITY_KINDS:
-        raise ValueError(f"unknown modality kind {name!r}; choose one of {sorted(MODALITY_KINDS)}")
-    return name
-
-
-#: A likelihood name, checked against :data:`remadom.nn.LIKELIHOODS` (the schema lists those registered).
-Likelihood = Annotated[str, AfterValidator(_known_likelihood),
-                       WithJsonSchema({"type": "string", "enum": sorted(LIKELIHOODS)})]
-Kind = Annotated[str, AfterValidator(_known_kind), WithJsonSchema({"type": "string", "enum": sorted(MODALITY_KINDS)})]
-EncoderInput = Literal[ENCODER_INPUTS]
+#: A likelihood name, checked against :data:`remadom.nn.LIKELIHOODS` (the schema lists the built-in ones;
+#: names are read from the source, so validating a config does not import torch, see ``_registry_names``).
+Likelihood = Annotated[str, AfterValidator(known_likelihood),
+                       WithJsonSchema({"type": "string", "enum": list(builtin_likelihoods())})]
+Kind = Annotated[str, AfterValidator(known_kind),
+                 WithJsonSchema({"type": "string", "enum": list(builtin_modality_kinds())})]
+EncoderInput = Literal[builtin_encoder_inputs()]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
 
 

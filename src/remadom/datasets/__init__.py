@@ -1,5 +1,6 @@
 """Real multi-omic datasets (small public subsets) and mosaic-making helpers."""
 
+from ._fetch import REGISTRY, RemoteFile, cache_dir, fetch_file
 from ._loaders import (
     DATA_DIR_ENV,
     FILES,
@@ -16,6 +17,10 @@ __all__ = [
     "DATA_DIR_ENV",
     "FILES",
     "resolve_data_file",
+    "REGISTRY",
+    "RemoteFile",
+    "cache_dir",
+    "fetch_file",
     "load_pbmc_cite_mosaic",
     "load_bmmc_cite",
     "load_bmmc_multiome",

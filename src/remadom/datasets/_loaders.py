@@ -1,10 +1,14 @@
-"""Loaders for the small real multi-omic subsets in ``../shared/data`` (MuData ``.h5mu``).
+"""Loaders for small real multi-omic subsets (MuData ``.h5mu``), like ``scvi.data``.
 
 Every loader returns an unpadded MuData: modalities ``rna``, ``atac`` and/or ``adt``
 with raw counts (float32 CSR) in ``X``; a cell lacking a modality is absent from it;
 ``mdata.obs`` has ``batch`` and ``cell_type`` (the PBMC CITE mosaic file's ``celltype``
-is copied to ``cell_type`` too). The files are derived subsets with no stable
-download URL, so nothing is fetched: point ``path`` or ``$REMADOM_DATA_DIR`` at them.
+is copied to ``cell_type`` too).
+
+Where the file is read from, in order: ``path=`` (a local file or its folder; an error if
+it is not there), ``$REMADOM_DATA_DIR``, ``../shared/data`` beside the current directory,
+then the copy shipped with the package (the PBMC mosaic, 2.8 MB) or a checksum-verified
+download cached by :func:`remadom.datasets.fetch_file` (the others).
 """
 
 from __future__ import annotations
@@ -65,10 +69,32 @@ def resolve_data_file(filename: str, path: str | os.PathLike | None = None) -> P
     )
 
 
+#: Files shipped inside the package (``remadom/datasets/data``).
+PACKAGED = {"pbmc_cite_mosaic"}
+
+
+def _locate(key: str, path) -> Path:
+    if path is not None:
+        return resolve_data_file(FILES[key], path)
+    try:
+        return resolve_data_file(FILES[key])
+    except FileNotFoundError:
+        pass
+    if key in PACKAGED:
+        from importlib import resources
+
+        packaged = Path(str(resources.files("remadom.datasets").joinpath("data", FILES[key])))
+        if packaged.is_file():
+            return packaged
+    from ._fetch import fetch_file
+
+    return fetch_file(key)
+
+
 def _read(key: str, path):
     import mudata as md
 
-    mdata = md.read_h5mu(resolve_data_file(FILES[key], path))
+    mdata = md.read_h5mu(_locate(key, path))
     if "cell_type" not in mdata.obs and "celltype" in mdata.obs:
         mdata.obs["cell_type"] = mdata.obs["celltype"]
     return mdata
@@ -88,7 +114,7 @@ def load_pbmc_cite_mosaic(path: str | os.PathLike | None = None):
     ----------
     path
         The ``.h5mu`` file or its folder; default ``$REMADOM_DATA_DIR``, then
-        ``../shared/data``.
+        ``../shared/data``, then the copy shipped with the package (no download).
 
     Returns
     -------
@@ -112,7 +138,8 @@ def load_bmmc_cite(path: str | os.PathLike | None = None):
     ----------
     path
         The ``.h5mu`` file or its folder; default ``$REMADOM_DATA_DIR``, then
-        ``../shared/data``.
+        ``../shared/data``, then a download cached by :func:`~remadom.datasets.fetch_file`
+        (needs ``$REMADOM_DATA_URL``: this subset has no public URL yet).
 
     Returns
     -------
@@ -134,7 +161,8 @@ def load_bmmc_multiome(path: str | os.PathLike | None = None):
     ----------
     path
         The ``.h5mu`` file or its folder; default ``$REMADOM_DATA_DIR``, then
-        ``../shared/data``.
+        ``../shared/data``, then a download cached by :func:`~remadom.datasets.fetch_file`
+        (needs ``$REMADOM_DATA_URL``: this subset has no public URL yet).
 
     Returns
     -------
@@ -157,7 +185,8 @@ def load_mouse_cortex_snareseq(path: str | os.PathLike | None = None):
     ----------
     path
         The ``.h5mu`` file or its folder; default ``$REMADOM_DATA_DIR``, then
-        ``../shared/data``.
+        ``../shared/data``, then a download cached by :func:`~remadom.datasets.fetch_file`
+        (needs ``$REMADOM_DATA_URL``: this subset has no public URL yet).
 
     Returns
     -------
@@ -178,7 +207,8 @@ def load_pbmc_reapseq(path: str | os.PathLike | None = None):
     ----------
     path
         The ``.h5mu`` file or its folder; default ``$REMADOM_DATA_DIR``, then
-        ``../shared/data``.
+        ``../shared/data``, then a download cached by :func:`~remadom.datasets.fetch_file`
+        (needs ``$REMADOM_DATA_URL``: this subset has no public URL yet).
 
     Returns
     -------

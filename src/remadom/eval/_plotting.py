@@ -19,11 +19,11 @@ def _figure(n_panels: int, panel_size: float = 4.0):
 
 
 def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
-    """2-D UMAP of a latent, with umap-learn (scanpy's layout defaults: ``min_dist=0.5``).
+    """2-D UMAP of a latent with scanpy (``sc.pp.neighbors`` then ``sc.tl.umap``, ``min_dist=0.5``).
 
-    umap-learn is called directly rather than through ``scanpy.pp.neighbors``: scanpy 1.11's
-    sparse-neighbour path fails with scipy >= 1.17 (``csr_array`` has no ``getnnz``) as soon
-    as there are more than 4,096 cells.
+    An earlier version called umap-learn directly because scanpy's sparse-neighbour path
+    was said to fail above 4,096 cells with scipy >= 1.17; that does not reproduce with
+    scanpy 1.11.5 + scipy 1.17.1 on 5,000 cells (``tests/test_eval.py`` checks 4,200).
 
     Parameters
     ----------
@@ -32,18 +32,26 @@ def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     n_neighbors
         Neighbours of the kNN graph.
     seed
-        Random state of the UMAP layout.
+        Random state of the neighbour search and the UMAP layout.
 
     Returns
     -------
     numpy.ndarray
         ``(n_cells, 2)``.
     """
-    import umap
+    import warnings
+
+    import anndata as ad
+    import scanpy as sc
 
     z = np.array(z, dtype=np.float32, copy=True)
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=0.5, random_state=seed)
-    return np.asarray(reducer.fit_transform(z))
+    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(z.shape[0])]))
+    adata.obsm["X_latent"] = z
+    with warnings.catch_warnings():  # a fixed random_state makes umap-learn single-threaded, as intended
+        warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
+        sc.pp.neighbors(adata, use_rep="X_latent", n_neighbors=min(n_neighbors, z.shape[0] - 1), random_state=seed)
+        sc.tl.umap(adata, min_dist=0.5, random_state=seed)
+    return np.asarray(adata.obsm["X_umap"])
 
 
 def plot_umap(
@@ -56,6 +64,11 @@ def plot_umap(
     seed: int = 0,
 ):
     """UMAP panels of a latent coloured by categorical annotations.
+
+    The layout comes from scanpy (:func:`umap_embedding`). The panels are drawn here rather
+    than with ``sc.pl.embedding`` because scanpy draws a categorical colouring in the data's
+    order, so with cells sorted by batch the last batch covers the others; this draws the
+    cells in one random order shared by every panel.
 
     Parameters
     ----------
@@ -98,10 +111,10 @@ def plot_umap(
         ax.set_yticks([])
         if len(cats.categories) <= 30:
             handles = [
-                ax.scatter([], [], color=cmap[i], s=20, label=str(c)) for i, c in enumerate(cats.categories)
+                ax.scatter([], [], color=cmap[i], s=30, label=str(c)) for i, c in enumerate(cats.categories)
             ]
             ax.legend(
-                handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False
+                handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False
             )
     if title:
         fig.suptitle(title)
@@ -190,6 +203,11 @@ def plot_metrics(
     results: Mapping[str, Mapping[str, float]], metrics: Sequence[str] | None = None, title: str | None = None
 ):
     """Grouped bar chart of metrics per method.
+
+    Not scib-metrics' ``Benchmarker.plot_results_table``: that needs a ``Benchmarker`` that
+    has run its own pipeline (its PCA and kNN per embedding, on an AnnData) and plots only
+    scIB metrics; this plots precomputed metric dicts from any method, including FOSCTTM and
+    modality mixing, which scib-metrics does not have.
 
     Parameters
     ----------

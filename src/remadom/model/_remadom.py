@@ -24,6 +24,7 @@ from ._fields import ModalityField, feature_names, registered_feature_names, reg
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
+from ._unencodable import blank_unencodable
 from ._validation import (
     RemadomSetupError,
     check_categorical_key,
@@ -249,7 +250,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         for key in continuous_covariate_keys or []:
             check_categorical_key(adata, key, "continuous covariate")
         _checks.check_continuous_covariates(adata, continuous_covariate_keys)
-        _checks.check_observed_somewhere(adata, specs)
+        if kwargs.get("source_registry") is None:  # a mapped query may lack a reference modality entirely
+            _checks.check_observed_somewhere(adata, specs)
         names = {s.name: feature_names(adata, s) for s in specs}
         fields.append(FeatureMaskField(specs, batch_key, feature_masks, names))  # after the modality checks
         fields = _checks.loader_ready_fields(adata, fields)
@@ -304,6 +306,16 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         batches = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
         return feature_mask_frames(self.module.feature_masks, self.modality_names, batches, self.feature_names_)
+
+    def view_anndata_setup(self, adata=None, hide_state_registries: bool = False) -> None:
+        """Print what was registered: per modality its source, cells with it, features, likelihood.
+
+        For a MuData the modalities are described as ``mdata.mod`` entries (not the
+        internal padded view); for an AnnData scvi-tools' registry summary follows.
+        """
+        from ._setup_summary import view_setup
+
+        view_setup(self, adata, hide_state_registries, inherited=super().view_anndata_setup)
 
     def get_modality_data(self, modality: str, adata=None):
         """The registered raw matrix of ``modality`` (sparse or dense, as stored; zeros where missing)."""
@@ -442,8 +454,9 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         indices
             Cells to use (default: all).
         modalities
-            Embed from this subset of modalities only. A cell that has none of them
-            gets the prior (a zero vector).
+            Embed from this subset of modalities only. A cell that has none of them has
+            nothing to embed from: its row is NaN, with an
+            :class:`~remadom.model.UnencodableCellsWarning` giving the count.
         give_mean
             Posterior mean (default) or one sample.
         batch_size
@@ -457,11 +470,13 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         self._check_modalities(modalities, "modalities")
         adata = self._validate_anndata(adata)
         self.module.eval()
-        out = []
+        out, encodable = [], []
         for tensors in self._loader(adata, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors), use_modalities=modalities)
             out.append((inf[MODULE_KEYS.QZ_MEAN_KEY] if give_mean else inf[MODULE_KEYS.Z_KEY]).float().cpu())
-        return torch.cat(out).numpy()
+            encodable.append(inf[MODULE_KEYS.ENCODED_KEY].sum(0).cpu() > 0)
+        return blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), modalities,
+                                 "get_latent_representation")
 
     def _valid_decode_batches(self, target: str) -> np.ndarray:
         """Batch codes in which ``target`` was observed in the training data."""
@@ -494,7 +509,10 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         target
             Modality to predict.
         from_modalities
-            Modalities to encode from (default: every modality the cell has).
+            Modalities to encode from (default: every modality the cell has). Predictions
+            are made for the cells that have at least one of them; the rows of the other
+            cells are NaN, with an :class:`~remadom.model.UnencodableCellsWarning` giving
+            the count.
         adata, indices, batch_size
             Cells to predict, as in :meth:`get_latent_representation`.
         n_samples
@@ -520,10 +538,11 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         self.module.eval()
         scales = self.module.heads[target].scales_with_library
         valid = torch.as_tensor(self._valid_decode_batches(target))
-        out = []
+        out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors),
                                         use_modalities=from_modalities)
+            encodable.append(inf[MODULE_KEYS.ENCODED_KEY].sum(0).cpu() > 0)
             gen_in = self.module._get_generative_input(tensors, inf)
             qz_m = inf[MODULE_KEYS.QZ_MEAN_KEY]
             batch_index = gen_in[MODULE_KEYS.BATCH_INDEX_KEY]
@@ -536,7 +555,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             if scales:
                 pred = pred * library_size
             out.append(pred.float().cpu())
-        values = torch.cat(out).numpy()
+        values = blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), from_modalities, "impute")
         if return_numpy:
             return values
         obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
