@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import rich
-import rich.pretty  # noqa: F401  (scvi view_registry uses rich.pretty without importing it)
+import rich.pretty
 import rich.table
 from scvi.data.fields import BaseAnnDataField
 

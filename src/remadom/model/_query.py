@@ -426,7 +426,7 @@ class QueryMixin(ArchesMixin):
 
     def view_anndata_setup(self, adata=None, hide_state_registries: bool = False) -> None:
         """scvi-tools' setup summary, plus the query mapping for a query model."""
-        import rich.pretty  # noqa: F401  (scvi-tools uses rich.pretty without importing it)
+        import rich.pretty
         import rich.table
 
         super().view_anndata_setup(adata=adata, hide_state_registries=hide_state_registries)
