@@ -1,6 +1,7 @@
 """Data utilities: mock mosaic data and optional preprocessing hooks."""
 
 from . import preprocess
+from ._scale import write_scale_dataset
 from .mock import PROBLEM_TYPES, generate_mock_dataset, write_mock
 
-__all__ = ["PROBLEM_TYPES", "generate_mock_dataset", "write_mock", "preprocess"]
+__all__ = ["PROBLEM_TYPES", "generate_mock_dataset", "write_mock", "write_scale_dataset", "preprocess"]
