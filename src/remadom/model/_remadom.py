@@ -73,6 +73,10 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         ``"nonlinear"`` (batch is an input of the decoders' hidden layer, as in scVI) or
         ``"additive"`` (a per-feature, per-batch offset in the likelihood's last layer only).
         See :class:`~remadom.module.RemadomModule`.
+    negative_sampling
+        Train Bernoulli (ATAC) modalities with an unbiased sampled likelihood: every open peak
+        of the minibatch plus this fraction of all peaks for the normaliser, reweighted (see
+        :mod:`remadom.nn._sampled_bernoulli`); faster on wide peak sets. ``None``: full likelihood.
 
     Examples
     --------
@@ -99,6 +103,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
         batch_effect: str = "nonlinear",
+        negative_sampling: float | None = None,
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -127,6 +132,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             dispersion=dispersion,
             batch_effect=batch_effect,
             modality_stats=modality_statistics(adata, self.specs),
+            negative_sampling=negative_sampling,
         )
         self._model_summary_string = (
             f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "

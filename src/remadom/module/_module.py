@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import LIKELIHOODS
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
@@ -66,6 +67,10 @@ class RemadomModule(BaseModuleClass):
     modality_stats
         Per-modality data statistics used at initialization (``idf`` for ATAC,
         ``background_init`` for the ADT mixture).
+    negative_sampling
+        Fraction of features sampled for the training NLL of modalities whose likelihood
+        supports it (Bernoulli): unbiased, see :mod:`remadom.nn._sampled_bernoulli`.
+        ``None``: the full likelihood.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class RemadomModule(BaseModuleClass):
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
+        negative_sampling: float | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -126,6 +132,7 @@ class RemadomModule(BaseModuleClass):
                 open_rate=mstats.get("open_rate"),
                 mean_proportion=mstats.get("mean_proportion"),
             )
+        configure_negative_sampling(self.heads, negative_sampling)
 
     # ------------------------------------------------------------------ inputs
     def _get_inference_input(self, tensors: dict) -> dict:

@@ -17,6 +17,8 @@ from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroIn
 from torch import nn
 from torch.distributions import Normal, Poisson
 
+from ._sampled_bernoulli import sampled_bernoulli_nll
+
 _EPS = 1e-8
 
 
@@ -195,6 +197,10 @@ class BernoulliHead(LikelihoodHead):
     load and keep that form (see :meth:`_load_from_state_dict`).
     """
 
+    #: Fraction of features sampled for the NLL's normaliser in training (``None``: full NLL);
+    #: set by :func:`remadom.nn._sampled_bernoulli.configure_negative_sampling`.
+    negative_sampling: float | None = None
+
     def __init__(
         self,
         n_hidden,
@@ -225,12 +231,18 @@ class BernoulliHead(LikelihoodHead):
         if self.form == "product":
             return self._forward_product(h, library)
         depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)
-        logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
+        inputs = torch.cat([h, depth.to(h.dtype)], dim=-1)
+        if self.training and self.negative_sampling is not None:  # logits of sampled features only, in nll
+            return {"inputs": inputs, "depth": depth}
+        logits = self.logit_layer(inputs)
         return {"logits": logits, "depth": depth}
 
     def nll(self, x, params):
         if self.form == "product":
             return self._nll_product(x, params)
+        if "inputs" in params:
+            layer = self.logit_layer
+            return sampled_bernoulli_nll(x, params["inputs"], layer.weight, layer.bias, self.negative_sampling)
         return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none").sum(-1)
 
     def expected(self, params):
