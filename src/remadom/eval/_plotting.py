@@ -39,11 +39,14 @@ def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     numpy.ndarray
         ``(n_cells, 2)``.
     """
-    import umap
+    from .._threads import numba_threads
 
     z = np.array(z, dtype=np.float32, copy=True)
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=0.5, random_state=seed)
-    return np.asarray(reducer.fit_transform(z))
+    with numba_threads():  # numba's thread pool would slow later training down (issue #14)
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=min(n_neighbors, z.shape[0] - 1), min_dist=0.5, random_state=seed)
+        return np.asarray(reducer.fit_transform(z))
 
 
 def plot_umap(

@@ -19,6 +19,7 @@ from scvi.utils import setup_anndata_dsp
 from .. import _compat
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
+from ..train._precision import default_precision
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
 from ._validation import (
@@ -301,7 +302,10 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             ``early_stopping_patience`` go in ``**trainer_kwargs``).
         accelerator, devices, precision
             Lightning settings; ``precision="bf16-mixed"`` or ``"16-mixed"`` enables AMP
-            (the likelihoods are still computed in float32).
+            (the likelihoods are still computed in float32). Default: ``"bf16-mixed"`` on
+            GPUs that support it, float32 otherwise (:func:`remadom.train.default_precision`).
+            Several devices: pass ``strategy="ddp"`` (scripts) or ``"ddp_spawn"`` (notebooks)
+            in ``**trainer_kwargs``; ``batch_size`` is then per device.
         load_sparse_tensor
             Load sparse modalities (ATAC) as sparse tensors, densified on the device.
             Default: on whenever a registered modality is sparse.
@@ -320,6 +324,8 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
             "alignment_weight": alignment_weight, "alignment_on": alignment_on, **(plan_kwargs or {}),
         }
+        if precision is None:
+            precision = default_precision(accelerator)
         if precision is not None:
             trainer_kwargs["precision"] = precision
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
