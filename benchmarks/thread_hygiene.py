@@ -27,16 +27,18 @@ def child(mode: str, epochs: int, threads: int) -> float:
     from remadom.data import generate_mock_dataset
 
     torch.set_num_threads(threads)
-    adata = generate_mock_dataset("bridge", n_cells=800, n_peaks=3000, seed=0)
+    adata, keys = generate_mock_dataset("bridge", n_cells=800, n_peaks=3000, seed=0)
     if mode != "plain":
         z = np.random.default_rng(0).normal(size=(800, 10)).astype(np.float32)
         if mode == "remadom_umap":
-            remadom.eval.umap_embedding(z)
+            from remadom.eval import umap_embedding
+
+            umap_embedding(z)
         else:
             import umap
 
             umap.UMAP(n_neighbors=15).fit_transform(z)
-    remadom.REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", batch_key="batch")
+    remadom.REMADOM.setup_anndata(adata, **keys)
     model = remadom.REMADOM(adata)
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, enable_progress_bar=False)
