@@ -23,7 +23,8 @@ def numba_threads(n: int = 1) -> Iterator[None]:
     """Run the enclosed numba code (e.g. a UMAP) with at most ``n`` numba threads.
 
     Before numba is first imported, ``NUMBA_NUM_THREADS`` is set to ``n`` unless the user
-    set it, so that numba's worker pool is launched that small; once imported,
+    set it, and before its worker pool is first launched its configured size is capped at ``n``,
+    so that the pool is launched that small; once launched,
     :func:`numba.set_num_threads` bounds the threads its parallel regions use, and the
     previous count is restored on exit. torch's intra-op thread count is restored too.
 
@@ -38,7 +39,10 @@ def numba_threads(n: int = 1) -> Iterator[None]:
     if "numba" not in sys.modules:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(n))
     import numba
+    from numba.np.ufunc import parallel
 
+    if not getattr(parallel, "_is_initialized", True):  # imported (e.g. by scanpy) but no pool yet
+        numba.config.NUMBA_NUM_THREADS = min(n, numba.config.NUMBA_NUM_THREADS)
     before = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
