@@ -94,10 +94,12 @@ def availability_labels(masks: dict[str, np.ndarray]) -> np.ndarray:
 
 def plot_latent_umap(z, annotations: dict, out: str | Path, seed: int = 0) -> Path:
     """UMAP panels of the latent, one per annotation."""
+    from remadom._threads import numba_threads
     from remadom.eval import plot_umap
 
     plt = _plt()
-    fig = plot_umap(z, annotations, seed=seed, title="REMADOM latent")
+    with numba_threads():  # keep numba's thread pool from slowing later training (issue #14)
+        fig = plot_umap(z, annotations, seed=seed, title="REMADOM latent")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -2,6 +2,7 @@
 
 from . import preprocess
 from ._concat import concat_mosaic
+from ._scale import write_scale_dataset
 from .mock import PROBLEM_TYPES, generate_mock_dataset, write_mock
 
-__all__ = ["PROBLEM_TYPES", "concat_mosaic", "generate_mock_dataset", "write_mock", "preprocess"]
+__all__ = ["PROBLEM_TYPES", "concat_mosaic", "generate_mock_dataset", "write_mock", "write_scale_dataset", "preprocess"]

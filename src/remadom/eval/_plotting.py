@@ -44,10 +44,13 @@ def umap_embedding(z, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     import anndata as ad
     import scanpy as sc
 
+    from .._threads import numba_threads
+
     z = np.array(z, dtype=np.float32, copy=True)
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(z.shape[0])]))
     adata.obsm["X_latent"] = z
-    with warnings.catch_warnings():  # a fixed random_state makes umap-learn single-threaded, as intended
+    with warnings.catch_warnings(), numba_threads():  # numba's pool would slow later training (issue #14)
+        # a fixed random_state makes umap-learn single-threaded, as intended
         warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden", category=UserWarning)
         sc.pp.neighbors(adata, use_rep="X_latent", n_neighbors=min(n_neighbors, z.shape[0] - 1), random_state=seed)
         sc.tl.umap(adata, min_dist=0.5, random_state=seed)

@@ -18,6 +18,7 @@ from scvi.utils import setup_anndata_dsp
 
 from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
+from ..train._precision import default_precision
 from . import _checks, _io
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables, fill_unmeasured
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
@@ -76,6 +77,10 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         ``"nonlinear"`` (batch is an input of the decoders' hidden layer, as in scVI) or
         ``"additive"`` (a per-feature, per-batch offset in the likelihood's last layer only).
         See :class:`~remadom.module.RemadomModule`.
+    negative_sampling
+        Train Bernoulli (ATAC) modalities with an unbiased sampled likelihood: every open peak
+        of the minibatch plus this fraction of all peaks for the normaliser, reweighted (see
+        :mod:`remadom.nn._sampled_bernoulli`); faster on wide peak sets. ``None``: full likelihood.
 
     Examples
     --------
@@ -102,6 +107,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
         batch_effect: str = "nonlinear",
+        negative_sampling: float | None = None,
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -135,6 +141,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             feature_masks=feature_mask_tables(
                 self.adata_manager, self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
             ),
+            negative_sampling=negative_sampling,
         )
         self._model_summary_string = (
             f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "
@@ -377,7 +384,10 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             ``early_stopping_patience`` go in ``**trainer_kwargs``).
         accelerator, devices, precision
             Lightning settings; ``precision="bf16-mixed"`` or ``"16-mixed"`` enables AMP
-            (the likelihoods are still computed in float32).
+            (the likelihoods are still computed in float32). Default: ``"bf16-mixed"`` on
+            GPUs that support it, float32 otherwise (:func:`remadom.train.default_precision`).
+            Several devices: pass ``strategy="ddp"`` (scripts) or ``"ddp_spawn"`` (notebooks)
+            in ``**trainer_kwargs``; ``batch_size`` is then per device.
         load_sparse_tensor
             Load sparse modalities (ATAC) as sparse tensors, densified on the device.
             Default: on whenever a registered modality is sparse.
@@ -402,6 +412,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
             "alignment_weight": alignment_weight, "alignment_on": alignment_on, **(plan_kwargs or {}),
         }
+        if precision is None:
+            precision = default_precision(accelerator)
         if precision is not None:
             trainer_kwargs["precision"] = precision
         external = (datasplitter_kwargs or {}).get("external_indexing")

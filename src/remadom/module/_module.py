@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
 from ..nn.masked import FeatureMaskBank
@@ -76,6 +77,10 @@ class RemadomModule(BaseModuleClass):
         ``{modality: (n_batch, n_features) bool}``: the features each batch measured (see
         :mod:`remadom.nn.masked`). Unmeasured entries add nothing to the NLL, are left out of
         library sizes and are shown to the encoder as missing. Kept as buffers (state dict).
+    negative_sampling
+        Fraction of features sampled for the training NLL of modalities whose likelihood
+        supports it (Bernoulli): unbiased, see :mod:`remadom.nn._sampled_bernoulli`.
+        ``None``: the full likelihood.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class RemadomModule(BaseModuleClass):
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
         feature_masks: dict | None = None,
+        negative_sampling: float | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -155,6 +161,7 @@ class RemadomModule(BaseModuleClass):
                 n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch,
                 **options, **mstats.get("head", {}),
             )
+        configure_negative_sampling(self.heads, negative_sampling)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Give a Bernoulli head PeakVI's product form when ``state_dict`` was saved with it.

@@ -30,6 +30,7 @@ from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroIn
 from torch import nn
 from torch.distributions import Normal, Poisson
 
+from ._sampled_bernoulli import sampled_bernoulli_nll
 from .masked import masked_feature_sum, masked_library, measured_fraction, renormalize_scale
 
 _EPS = 1e-8
@@ -366,6 +367,9 @@ class BernoulliHead(LikelihoodHead):
     name = "bernoulli"
     binary = True
     default_encoder_input = "tfidf"
+    #: Fraction of features sampled for the NLL's normaliser in training (``None``: full NLL);
+    #: set by :func:`remadom.nn._sampled_bernoulli.configure_negative_sampling`.
+    negative_sampling: float | None = None
 
     def __init__(
         self,
@@ -391,11 +395,25 @@ class BernoulliHead(LikelihoodHead):
 
     def forward(self, h, batch_index, library):
         depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)
-        logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
+        inputs = torch.cat([h, depth.to(h.dtype)], dim=-1)
+        if self.training and self.negative_sampling is not None:  # logits of sampled features only, in nll
+            return {"inputs": inputs, "depth": depth}
+        logits = self.logit_layer(inputs)
         return {"logits": logits, "depth": depth}
 
     def nll_entries(self, x, params, mask=None):
         return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none")
+
+    def nll(self, x, params, mask=None):
+        if "inputs" in params:  # training with negative sampling: see remadom.nn._sampled_bernoulli
+            if mask is not None:
+                raise ValueError(
+                    "negative_sampling does not support feature masks yet; train this model with "
+                    "negative_sampling=None."
+                )
+            layer = self.logit_layer
+            return sampled_bernoulli_nll(x, params["inputs"], layer.weight, layer.bias, self.negative_sampling)
+        return super().nll(x, params, mask=mask)
 
     def expected(self, params):
         slope = self.logit_layer.weight[:, -1]

@@ -81,6 +81,15 @@ class RemadomTrainingPlan(TrainingPlan):
             return None
         return schedule(self.current_epoch) if callable(schedule) else dict(schedule)
 
+    @torch.no_grad()
+    def compute_and_log_metrics(self, loss_output, metrics, mode):
+        """scvi-tools' metric logging, under ``no_grad`` instead of ``inference_mode``.
+
+        Metrics logged inside inference mode hold inference tensors, which Lightning's DDP
+        sync on the gloo (CPU) backend then updates in place, and fails.
+        """
+        return TrainingPlan.compute_and_log_metrics.__wrapped__(self, loss_output, metrics, mode)
+
     def training_step(self, batch, batch_idx):
         """Update schedules, then run the standard scvi-tools step."""
         self.loss_kwargs.update({"modality_weights": self._current_modality_weights()})

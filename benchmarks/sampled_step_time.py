@@ -1,0 +1,64 @@
+"""Time one optimizer step of REMADOM with the full vs the sampled ATAC likelihood, on the same batches.
+
+    python benchmarks/sampled_step_time.py [--scenario snare_paired] [--fractions 0.05 0.1 0.25]
+                                           [--n-cells 2560] [--batch-size 256] [--threads 1] [--steps 20]
+
+Same method as ``step_time.py`` (forward + backward + Adam, data loading excluded, median over
+three interleaved rounds), one REMADOM per setting of ``negative_sampling``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="snare_paired")
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--n-cells", type=int, default=2560)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25])
+    args = p.parse_args(argv)
+
+    import scvi
+    import torch
+    from _scenarios import build_scenario
+    from step_time import _batches, _time_steps
+
+    from remadom import REMADOM
+    from remadom.train import RemadomTrainingPlan
+
+    torch.set_num_threads(args.threads)
+    scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells)
+    runs = {}
+    for fraction in [None, *args.fractions]:
+        scvi.settings.seed = 0
+        mdata = scn.mdata.copy()
+        REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
+        model = REMADOM(mdata, negative_sampling=fraction)
+        opt = RemadomTrainingPlan(model.module).configure_optimizers()["optimizer"]
+        runs["full" if fraction is None else f"sampled_{fraction}"] = (
+            model.module, _batches(model, 8, args.batch_size, load_sparse_tensor=True), opt)
+    times = {k: [] for k in runs}
+    for _ in range(3):
+        for name, (module, batches, opt) in runs.items():
+            times[name] += _time_steps(module, batches, args.steps, {"kl_weight": 1.0}, opt)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({"scenario": args.scenario, "n_features": {m: int(scn.mdata.mod[m].n_vars) for m in scn.modalities},
+                      "batch_size": args.batch_size, "threads": args.threads, "median_s_per_step": med,
+                      "speedup_vs_full": {k: med["full"] / v for k, v in med.items()}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
