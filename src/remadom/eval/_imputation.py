@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from ._cell_specific import per_feature_auroc
+
 _COUNT_KINDS = ("rna", "adt")
 _BINARY_KINDS = ("atac",)
 
@@ -102,7 +104,9 @@ def imputation_metrics(
         ``pearson_feature_n_defined`` and the same for ``pearson_cell``; constant rows/columns
         (e.g. a prediction identical for every cell, as the mean-profile baseline) have an undefined
         correlation, excluded from the mean and counted out of ``*_n_defined``.
-        ``atac``: ``auroc``, ``auprc``, ``positive_rate`` (AUPRC of a random score) and ``n_entries``.
+        ``atac``: ``auroc``, ``auprc``, ``positive_rate`` (AUPRC of a random score) and ``n_entries``
+        (pooled over entries), plus the within-peak AUROC of :func:`~remadom.eval.per_feature_auroc`
+        (``auroc_per_feature_mean`` ...: 0.5 for any prediction that is the same in every cell).
     """
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}.")
@@ -113,7 +117,9 @@ def imputation_metrics(
         out.update(_summary(_rowwise_pearson(p, t), "pearson_cell"))
         return out
     if kind in _BINARY_KINDS:
-        return _binary_metrics(pred, truth, max_entries=max_entries, seed=seed)
+        out = _binary_metrics(pred, truth, max_entries=max_entries, seed=seed)
+        out.update(per_feature_auroc(pred, truth))
+        return out
     raise ValueError(f"Unknown kind {kind!r}; use one of {_COUNT_KINDS + _BINARY_KINDS}.")
 
 

@@ -21,6 +21,7 @@ from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
+from ._uncertainty import predictive_summary
 from ._validation import (
     check_categorical_key,
     check_masks,
@@ -389,6 +390,8 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         library_size: float = 1e4,
         batch_size: int | None = None,
         return_numpy: bool = True,
+        return_uncertainty: bool = False,
+        interval: float = 0.9,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -410,12 +413,21 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             RNA/count modalities are returned as expected counts at this library size.
         return_numpy
             Return an array, or an AnnData with the feature names.
+        return_uncertainty
+            Also return the posterior-predictive spread (see
+            :func:`remadom.model._uncertainty.predictive_summary`): ``max(n_samples, 100)`` draws
+            of ``z`` from the posterior, each decoded and drawn through the likelihood.
+        interval
+            Central mass of the predictive interval returned with ``return_uncertainty``.
 
         Returns
         -------
         ``(n_cells, n_features)``: RNA/counts expected counts at ``library_size``, ATAC
         accessibility probabilities, ADT foreground expected counts (``nbmixture``) or CLR
-        means (``gaussian``).
+        means (``gaussian``). With ``return_uncertainty``, a tuple ``(values, spread)`` where
+        ``spread`` has ``std``, ``lower`` and ``upper`` arrays (the predictive distribution of a
+        new measurement: raw counts, at ``library_size`` for RNA/counts, background included for
+        ADT) and ``mean``, ``interval``, ``n_samples``.
         """
         self._check_if_trained(warn=False)
         self._check_modalities([target], "target")
@@ -440,10 +452,14 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
                 pred = pred * library_size
             out.append(pred.float().cpu())
         values = torch.cat(out).numpy()
-        if return_numpy:
-            return values
-        obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
-        return AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+        if not return_numpy:
+            obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
+            values = AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+        if return_uncertainty:
+            spread = predictive_summary(self, target, from_modalities, adata_view, indices, interval=interval,
+                                        n_samples=max(n_samples, 100), library_size=library_size)
+            return values, spread
+        return values
 
     def _decode_expected(self, target, z, gen_in, own_ok, valid):
         def decode(batch_index):
