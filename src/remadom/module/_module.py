@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import LIKELIHOODS
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
@@ -296,8 +297,13 @@ class RemadomModule(BaseModuleClass):
         modality_weights: dict[str, float] | None = None,
         alignment_weight: float = 0.0,
         alignment_on: str = "batch",
+        cycle_weight: float = 0.0,
     ) -> LossOutput:
-        """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms."""
+        """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms.
+
+        ``cycle_weight`` > 0 adds the cross-modal cycle consistency of cells that lack a modality
+        (:mod:`remadom.nn._alignment_cycle`).
+        """
         x = inference_outputs["x_dense"]
         observed = inference_outputs["observed"]
         weights = {**self.modality_weights, **(modality_weights or {})}
@@ -323,6 +329,14 @@ class RemadomModule(BaseModuleClass):
                 align = batch_mmd(inference_outputs["qz_m"], groups)
                 loss = loss + alignment_weight * align
                 extra["mmd"] = align.detach()
+        if cycle_weight > 0:
+            gen_in = self._get_generative_input(tensors, inference_outputs)
+            pairs = cycle_targets(self, inference_outputs, gen_in["batch_index"], gen_in["cat_covs"],
+                                  gen_in["cont_covs"])
+            if pairs:
+                cycle = cycle_consistency_loss(pairs)
+                loss = loss + cycle_weight * cycle
+                extra["cycle"] = cycle.detach()
         return LossOutput(
             loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl}, extra_metrics=extra
         )

@@ -1,0 +1,45 @@
+"""Detect when batch is confounded with the set of modalities a batch measured."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def availability_codes(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """One integer per cell naming its set of observed modalities (bit ``i`` = modality ``i``)."""
+    stacked = np.stack([np.asarray(v, dtype=bool) for v in masks.values()])
+    return (stacked * (2 ** np.arange(stacked.shape[0]))[:, None]).sum(0)
+
+
+def confounded_batches(batch_codes: np.ndarray, masks: dict[str, np.ndarray]) -> list:
+    """Batches none of whose cells share their modality set with a cell of another batch.
+
+    Such a batch (e.g. a study that measured only ADT, next to studies with RNA+ADT) can only be
+    tied to the others through its own modalities' encoders: nothing in the ELBO says where its
+    cells belong relative to the other batches. An empty list means every batch shares at least
+    one availability group with another batch (the usual mosaic, or a single batch).
+
+    Parameters
+    ----------
+    batch_codes
+        Batch of each cell.
+    masks
+        ``{modality: boolean availability mask}`` over the same cells.
+
+    Returns
+    -------
+    list
+        The confounded batches, sorted.
+    """
+    batch_codes = np.asarray(batch_codes).ravel()
+    groups = availability_codes(masks)
+    batches = np.unique(batch_codes)
+    if batches.size < 2:
+        return []
+    out = []
+    for b in batches:
+        inside = batch_codes == b
+        elsewhere = set(groups[~inside].tolist())
+        if not elsewhere.intersection(groups[inside].tolist()):
+            out.append(b.item() if hasattr(b, "item") else b)
+    return sorted(out)
