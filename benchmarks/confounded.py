@@ -153,7 +153,7 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="bmmc_cite_study")
+    p.add_argument("--scenario", nargs="+", default=["bmmc_cite_study"], help="one or more scenarios")
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("--n-cells", type=int, default=None)
     p.add_argument("--epochs", type=int, default=50)
@@ -165,7 +165,19 @@ def main(argv=None) -> int:
 
     from _scenarios import build_scenario
 
-    scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells, seed=args.seed)
+    rows = []
+    for scenario in args.scenario:
+        scn = build_scenario(scenario, args.data_dir, n_cells=args.n_cells, seed=args.seed)
+        rows += _run_all(scn, args)
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("variant", "spec")))
+    print("\n| variant | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
+    for r in rows:
+        vals = [f"{r.get(k):.3f}" if isinstance(r.get(k), float) else str(r.get(k, "–")) for k in keys]
+        print(f"| {r['variant']} | " + " | ".join(vals) + " |")
+    return 0
+
+
+def _run_all(scn, args) -> list[dict]:
     rows = []
     for name, spec in args.variant:
         t0 = time.perf_counter()
@@ -176,12 +188,7 @@ def main(argv=None) -> int:
         with open(args.out, "a") as fh:
             fh.write(json.dumps(res) + "\n")
         print(json.dumps({k: v for k, v in res.items() if k != "spec"}), flush=True)
-    keys = [k for k in rows[0] if k not in ("variant", "spec", "scenario")]
-    print("\n| variant | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
-    for r in rows:
-        vals = [f"{r.get(k):.3f}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
-        print(f"| {r['variant']} | " + " | ".join(vals) + " |")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

@@ -43,3 +43,48 @@ def confounded_batches(batch_codes: np.ndarray, masks: dict[str, np.ndarray]) ->
         if not elsewhere.intersection(groups[inside].tolist()):
             out.append(b.item() if hasattr(b, "item") else b)
     return sorted(out)
+
+
+#: Encoder input used for a modality kind when batches are confounded with modality sets: CLR
+#: removes each cell's total from its ADT profile, so the ADT expert alone places a cell by its
+#: protein *composition* (log1p keeps per-cell depth, which differs between studies).
+CONFOUNDED_ENCODER_INPUT = {"adt": "clr"}
+
+
+def resolve_encoder_inputs(encoder_inputs, confounded: list, specs) -> dict[str, str]:
+    """Resolve ``encoder_inputs="auto"`` from the confounding; a dict or ``None`` passes through.
+
+    ``"auto"``: :data:`CONFOUNDED_ENCODER_INPUT` for the modalities of those kinds when some batch
+    is confounded, else no override. ``None``: every kind's default.
+    """
+    if encoder_inputs is None:
+        return {}
+    if isinstance(encoder_inputs, dict):
+        unknown = set(encoder_inputs) - {s.name for s in specs}
+        if unknown:
+            raise ValueError(f"encoder_inputs names unknown modalities {sorted(unknown)}.")
+        return dict(encoder_inputs)
+    if encoder_inputs != "auto":
+        raise ValueError(f"encoder_inputs={encoder_inputs!r}; use 'auto', None or {{modality: transform}}.")
+    if not confounded:
+        return {}
+    return {s.name: CONFOUNDED_ENCODER_INPUT[s.kind] for s in specs if s.kind in CONFOUNDED_ENCODER_INPUT}
+
+
+def resolve_batch_effect(batch_effect: str, batch_codes: np.ndarray, masks: dict[str, np.ndarray]) -> tuple[str, list]:
+    """Resolve ``batch_effect="auto"`` from the data; other values pass through.
+
+    ``"additive"`` when some batch is confounded with its set of modalities
+    (:func:`confounded_batches`), else ``"nonlinear"``.
+
+    Returns
+    -------
+    tuple
+        ``(batch_effect, confounded batches)``.
+    """
+    confounded = confounded_batches(batch_codes, masks)
+    if batch_effect not in ("auto", "nonlinear", "additive"):
+        raise ValueError(f"batch_effect={batch_effect!r}; use 'auto', 'nonlinear' or 'additive'.")
+    if batch_effect != "auto":
+        return batch_effect, confounded
+    return ("additive" if confounded else "nonlinear"), confounded

@@ -67,6 +67,9 @@ class RemadomModule(BaseModuleClass):
     modality_stats
         Per-modality data statistics used at initialization (``idf`` for ATAC,
         ``background_init`` for the ADT mixture).
+    encoder_inputs
+        ``{modality: transform}`` overriding the kind's encoder input transform (see
+        :class:`~remadom.nn.networks.EncoderInput`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class RemadomModule(BaseModuleClass):
         dispersion: str = "gene",
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
+        encoder_inputs: dict[str, str] | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -114,7 +118,7 @@ class RemadomModule(BaseModuleClass):
         for spec in self.specs:
             mstats = stats.get(spec.name, {})
             self.encoders[spec.name] = GaussianExpertEncoder(
-                self.n_features[spec.name], n_latent, spec.encoder_input,
+                self.n_features[spec.name], n_latent, (encoder_inputs or {}).get(spec.name, spec.encoder_input),
                 n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate, idf=mstats.get("idf"),
             )
             self.decoders[spec.name] = ConditionalDecoder(

@@ -1,0 +1,54 @@
+"""``batch_effect`` / ``encoder_inputs="auto"``: what changes when a batch is confounded with its modalities."""
+
+import pytest
+from conftest import make_mosaic_adata
+
+from remadom import REMADOM
+
+KEYS = {"rna_layer": "counts", "atac_obsm_key": "X_atac", "adt_obsm_key": "X_adt", "batch_key": "batch"}
+SMALL = {"n_latent": 4, "n_hidden": 16, "n_layers": 1}
+
+
+def _study_adata():
+    """b1: every cell RNA+ATAC+ADT; b2: every cell ADT only (a study that measured only ADT)."""
+    adata = make_mosaic_adata()
+    b2 = (adata.obs["batch"] == "b2").to_numpy()
+    adata.obs["has_rna"] = ~b2
+    adata.obs["has_atac"] = ~b2
+    adata.obs["has_adt"] = True
+    return adata
+
+
+def test_auto_is_additive_when_a_batch_is_confounded():
+    adata = _study_adata()
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    assert model.module.batch_effect == "additive"
+    assert model.confounded_batches_ == [0, 1]  # batch codes of b1 and b2
+    assert model.init_params_["non_kwargs"]["batch_effect"] == "additive"  # saved resolved
+    assert model.module.encoders["adt"].input.transform == "clr"
+    assert model.module.encoders["rna"].input.transform == "log1p"
+    off = REMADOM(adata, batch_effect="nonlinear", encoder_inputs=None, **SMALL)
+    assert off.module.batch_effect == "nonlinear"
+    assert off.module.encoders["adt"].input.transform == "log1p"
+    chosen = REMADOM(adata, encoder_inputs={"rna": "binary"}, **SMALL)
+    assert chosen.module.encoders["rna"].input.transform == "binary"
+    assert chosen.module.encoders["adt"].input.transform == "log1p"
+
+
+def test_auto_is_nonlinear_on_an_ordinary_mosaic():
+    adata = make_mosaic_adata()  # every availability group occurs in both batches
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    assert model.confounded_batches_ == []
+    assert model.module.batch_effect == "nonlinear"
+    assert model.module.encoders["adt"].input.transform == "log1p"
+
+
+def test_unknown_batch_effect_errors():
+    adata = make_mosaic_adata()
+    REMADOM.setup_anndata(adata, **KEYS)
+    with pytest.raises(ValueError, match="batch_effect"):
+        REMADOM(adata, batch_effect="deep", **SMALL)
+    with pytest.raises(ValueError, match="unknown modalities"):
+        REMADOM(adata, encoder_inputs={"protein": "clr"}, **SMALL)
