@@ -1,5 +1,6 @@
 """``batch_effect`` / ``encoder_inputs="auto"``: what changes when a batch is confounded with its modalities."""
 
+import numpy as np
 import pytest
 from conftest import make_mosaic_adata
 
@@ -34,6 +35,21 @@ def test_auto_is_additive_when_a_batch_is_confounded():
     chosen = REMADOM(adata, encoder_inputs={"rna": "binary"}, **SMALL)
     assert chosen.module.encoders["rna"].input.transform == "binary"
     assert chosen.module.encoders["adt"].input.transform == "log1p"
+
+
+def test_split_batch_gets_clr_but_keeps_nonlinear_decoders():
+    """b1 paired, b2 split into RNA-only and ADT-only halves (as bmmc_cite_mosaic3): confounded,
+    but no batch is a single-modality study."""
+    adata = _study_adata()
+    b2 = (adata.obs["batch"] == "b2").to_numpy()
+    half = b2 & (np.arange(adata.n_obs) % 2 == 0)
+    adata.obs["has_rna"] = ~b2 | half
+    adata.obs["has_adt"] = ~b2 | ~half
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    assert model.confounded_batches_ == [0, 1]
+    assert model.module.batch_effect == "nonlinear"
+    assert model.module.encoders["adt"].input.transform == "clr"
 
 
 def test_auto_is_nonlinear_on_an_ordinary_mosaic():
