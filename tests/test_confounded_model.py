@@ -1,4 +1,4 @@
-"""``batch_effect`` / ``encoder_inputs="auto"``: what changes when a batch is confounded with its modalities."""
+"""``encoder_inputs="auto"``: CLR ADT encoder input when a batch is confounded with its modalities."""
 
 import numpy as np
 import pytest
@@ -20,26 +20,23 @@ def _study_adata():
     return adata
 
 
-def test_auto_is_additive_when_a_batch_is_confounded():
+def test_auto_uses_clr_adt_input_when_a_batch_is_confounded():
     adata = _study_adata()
     REMADOM.setup_anndata(adata, **KEYS)
     model = REMADOM(adata, **SMALL)
-    assert model.module.batch_effect == "additive"
     assert model.confounded_batches_ == [0, 1]  # batch codes of b1 and b2
-    assert model.init_params_["non_kwargs"]["batch_effect"] == "additive"  # saved resolved
     assert model.module.encoders["adt"].input.transform == "clr"
     assert model.module.encoders["rna"].input.transform == "log1p"
-    off = REMADOM(adata, batch_effect="nonlinear", encoder_inputs=None, **SMALL)
-    assert off.module.batch_effect == "nonlinear"
+    assert model.module.batch_effect == "nonlinear"  # decoders unchanged
+    off = REMADOM(adata, encoder_inputs=None, **SMALL)
     assert off.module.encoders["adt"].input.transform == "log1p"
     chosen = REMADOM(adata, encoder_inputs={"rna": "binary"}, **SMALL)
     assert chosen.module.encoders["rna"].input.transform == "binary"
     assert chosen.module.encoders["adt"].input.transform == "log1p"
 
 
-def test_split_batch_gets_clr_but_keeps_nonlinear_decoders():
-    """b1 paired, b2 split into RNA-only and ADT-only halves (as bmmc_cite_mosaic3): confounded,
-    but no batch is a single-modality study."""
+def test_split_batch_is_confounded_too():
+    """b1 paired, b2 split into RNA-only and ADT-only halves (as bmmc_cite_mosaic3)."""
     adata = _study_adata()
     b2 = (adata.obs["batch"] == "b2").to_numpy()
     half = b2 & (np.arange(adata.n_obs) % 2 == 0)
@@ -48,23 +45,21 @@ def test_split_batch_gets_clr_but_keeps_nonlinear_decoders():
     REMADOM.setup_anndata(adata, **KEYS)
     model = REMADOM(adata, **SMALL)
     assert model.confounded_batches_ == [0, 1]
-    assert model.module.batch_effect == "nonlinear"
     assert model.module.encoders["adt"].input.transform == "clr"
 
 
-def test_auto_is_nonlinear_on_an_ordinary_mosaic():
+def test_auto_keeps_defaults_on_an_ordinary_mosaic():
     adata = make_mosaic_adata()  # every availability group occurs in both batches
     REMADOM.setup_anndata(adata, **KEYS)
     model = REMADOM(adata, **SMALL)
     assert model.confounded_batches_ == []
-    assert model.module.batch_effect == "nonlinear"
     assert model.module.encoders["adt"].input.transform == "log1p"
 
 
-def test_unknown_batch_effect_errors():
+def test_unknown_encoder_inputs_error():
     adata = make_mosaic_adata()
     REMADOM.setup_anndata(adata, **KEYS)
-    with pytest.raises(ValueError, match="batch_effect"):
-        REMADOM(adata, batch_effect="deep", **SMALL)
     with pytest.raises(ValueError, match="unknown modalities"):
         REMADOM(adata, encoder_inputs={"protein": "clr"}, **SMALL)
+    with pytest.raises(ValueError, match="encoder_inputs="):
+        REMADOM(adata, encoder_inputs="clr", **SMALL)

@@ -100,11 +100,10 @@ class ModelConfig(_Section):
         description="Weight of the unimodal-to-joint posterior consistency term (experimental).",
     )
     dispersion: Literal["gene", "gene-batch", "gene-cell"] = _default(REMADOM.__init__, "dispersion")
-    batch_effect: Literal["auto", "nonlinear", "additive"] = Field(
+    batch_effect: Literal["nonlinear", "additive"] = Field(
         _default(REMADOM.__init__, "batch_effect"),
         description="Batch as an input of the decoders' hidden layer (nonlinear) or as per-feature "
-        "offsets of the likelihood layer (additive); auto: additive when a batch is confounded with "
-        "the modalities it measured, else nonlinear.",
+        "offsets of the likelihood layer (additive).",
     )
 
 

@@ -19,7 +19,7 @@ from scvi.utils import setup_anndata_dsp
 from .. import _compat
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
-from ._confounding import resolve_batch_effect, resolve_encoder_inputs
+from ._confounding import confounded_batches, resolve_encoder_inputs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
 from ._uncertainty import predictive_summary
@@ -74,16 +74,15 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
     batch_effect
         ``"nonlinear"`` (batch is an input of the decoders' hidden layer, as in scVI) or
         ``"additive"`` (a per-feature, per-batch offset in the likelihood's last layer only).
-        See :class:`~remadom.module.RemadomModule`. ``"auto"`` (default): ``"additive"`` when a
-        batch is confounded with the modalities it measured (no cell of it shares its set of
-        modalities with a cell of another batch, e.g. an ADT-only study next to a CITE-seq one;
-        listed in ``model.confounded_batches_``), else ``"nonlinear"``. The user guide section
-        "When studies measured different modalities" gives the ablation behind it.
+        See :class:`~remadom.module.RemadomModule`.
     encoder_inputs
         ``{modality: transform}`` overriding the encoder input transform of a modality
         (``"log1p"``, ``"clr"``, ``"binary"``, ``"tfidf"``); ``None``: each kind's default.
         ``"auto"`` (default): ADT encoded from its CLR instead of ``log1p`` when a batch is
-        confounded with the modalities it measured (as for ``batch_effect``), else the defaults.
+        confounded with the modalities it measured (no cell of it shares its set of modalities
+        with a cell of another batch, e.g. an ADT-only study next to a CITE-seq one; listed in
+        ``model.confounded_batches_``), else the kinds' defaults. The user guide section "When
+        studies measured different modalities" gives the ablation behind it.
 
     Examples
     --------
@@ -109,7 +108,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         modality_dropout: float = 0.3,
         consistency_weight: float = 0.0,
         dispersion: str = "gene",
-        batch_effect: str = "auto",
+        batch_effect: str = "nonlinear",
         encoder_inputs: dict[str, str] | str | None = "auto",
     ):
         if is_mudata(adata):
@@ -122,8 +121,8 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             if new.likelihood != old.likelihood:
                 check_modality_matrix(adata, new, get_modality_matrix(adata, new))
         self.feature_names_ = {s.name: feature_names(adata, s) for s in self.specs}
-        batch_effect, self.confounded_batches_ = resolve_batch_effect(
-            batch_effect, self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
+        self.confounded_batches_ = confounded_batches(
+            self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
             {s.name: read_mask(adata, s) for s in self.specs},
         )
         encoder_inputs = resolve_encoder_inputs(encoder_inputs, self.confounded_batches_, self.specs)
