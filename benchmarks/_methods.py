@@ -32,10 +32,6 @@ def fit_remadom(
 ) -> MethodOutput:
     """REMADOM with its defaults; ``model_kwargs``/``train_kwargs``/``adjust_model(model)`` are for
     ablations (``benchmarks/ablate.py``), never used by ``run.py``."""
-    import remadom
-
-    if not hasattr(remadom, "REMADOM"):
-        raise MethodUnavailable("remadom.REMADOM is not implemented yet")
     from remadom import REMADOM
 
     mdata = scn.mdata.copy()

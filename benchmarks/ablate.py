@@ -41,12 +41,14 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int) -> dict:
     from sklearn.neighbors import KNeighborsClassifier
 
     from remadom.eval import availability_groups, foscttm, imputation_metrics, modality_mixing
+    from remadom.nn.likelihoods import PeakVIBernoulliHead
 
     def adjust(model):
         for m, transform in spec.get("encoder_input", {}).items():
             model.module.encoders[m].input.transform = transform
         for m in spec.get("product_form_heads", []):  # PeakVI's product form for the Bernoulli head
-            model.module.heads[m].use_product_form()
+            head = model.module.heads[m]
+            model.module.heads[m] = PeakVIBernoulliHead(head.logit_layer.in_features - 1, head.n_features, head.n_batch)
 
     scvi.settings.seed = seed
     out = fit_remadom(

@@ -56,18 +56,22 @@ def _nll_swap(model, cells, modality, ref_code):
     """Mean NLL of ``modality`` on ``cells`` decoded with their own and with batch ``ref_code``."""
     import torch
 
+    from remadom.module import MODULE_KEYS
+
     module = model.module
+    keys = MODULE_KEYS
     out = {"own": 0.0, "reference": 0.0}
     n = 0
     with torch.inference_mode():
         for tensors in model._loader(model.adata, cells, 256):
             inf = module.inference(**module._get_inference_input(tensors))
             gen_in = module._get_generative_input(tensors, inf)
-            x = inf["x_dense"][modality]
-            for key, bidx in (("own", gen_in["batch_index"]), ("reference", torch.full_like(gen_in["batch_index"], ref_code))):
-                gen = module.generative(inf["qz_m"], gen_in["library"], bidx, gen_in["cat_covs"], gen_in["cont_covs"],
-                                        target_modalities=[modality])
-                out[key] += float(module.heads[modality].nll(x, gen["params"][modality]).sum())
+            x = inf[keys.X_PREPARED_KEY][modality]
+            own = gen_in[keys.BATCH_INDEX_KEY]
+            for key, bidx in (("own", own), ("reference", torch.full_like(own, ref_code))):
+                gen = module.generative(inf[keys.QZ_MEAN_KEY], gen_in[keys.LIBRARY_KEY], bidx, gen_in[keys.CAT_COVS_KEY],
+                                        gen_in[keys.CONT_COVS_KEY], target_modalities=[modality])
+                out[key] += float(module.heads[modality].nll(x, gen[keys.PARAMS_KEY][modality]).sum())
             n += x.shape[0]
     return {k: v / max(n, 1) for k, v in out.items()}
 

@@ -53,9 +53,8 @@ def test_mosaic3_scenario_hides_and_keeps_truth(bench):
 @needs_bmmc
 def test_runner_smoke(bench, tmp_path):
     """Runs the runner end to end (1 epoch, 120 cells, no scIB metrics) - only checks it completes."""
-    import remadom
 
-    methods = ["totalvi"] + (["remadom"] if hasattr(remadom, "REMADOM") else [])
+    methods = ["totalvi", "remadom"]
     argv = ["--scenarios", "bmmc_cite_mosaic3", "--methods", *methods, "--epochs", "1", "--n-cells", "120"]
     argv += [
         "--data-dir",

@@ -10,15 +10,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-import remadom
 from remadom.cli import run_training
 from remadom.cli.main import main
 from remadom.config import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-needs_core = pytest.mark.skipif(not hasattr(remadom, "REMADOM"), reason="core model not available yet")
-
 
 def _has_mock() -> bool:
     try:
@@ -59,7 +55,6 @@ def _state(run_dir):
 
 
 # --------------------------------------------------------------- end to end
-@needs_core
 @needs_mock
 def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     """configs/minimal.yaml (shortened) writes every artifact and the ELBO decreases."""
@@ -112,8 +107,22 @@ def test_minimal_config_end_to_end(tmp_path, monkeypatch):
     assert scores and all(v is None or np.isfinite(v) for v in scores.values())
 
 
+@needs_mock
+def test_config_modalities_register_any_modality(tmp_path):
+    """data.modalities drives setup_anndata(modalities=...), with each modality's own likelihood."""
+    mods = {"rna": {"layer": "counts"}, "chromatin": {"obsm": "X_atac", "kind": "atac", "likelihood": "bernoulli_peakvi",
+                          "mask": "has_atac"},
+            "adt": {"obsm": "X_adt", "likelihood": "gaussian_clr"}}
+    cfg, raw = _tiny_config(tmp_path)
+    cfg.data.modalities = mods
+    raw = {**raw, "data": {**raw.get("data", {}), "modalities": mods}}
+    run_dir = run_training(cfg, raw, progress_bar=False)
+    keys = _state(run_dir)["state_dict"].keys()
+    assert "module.heads.adt.mean_layer.weight" in keys  # the Gaussian head
+    assert "module.heads.chromatin.region_logit" in keys  # PeakVI's Bernoulli, under the config's name
+
+
 # ------------------------------------------------------------------- resume
-@needs_core
 @needs_mock
 def test_resume_reaches_the_same_weights(tmp_path):
     cfg, raw = _tiny_config(tmp_path / "a")
@@ -140,7 +149,6 @@ def test_resume_reaches_the_same_weights(tmp_path):
     assert manifest["metrics"]["epochs_trained"] == 4
 
 
-@needs_core
 @needs_mock
 def test_resume_keeps_earlier_epochs_in_metrics_csv(tmp_path):
     """A resumed session appends to logs/metrics.csv instead of replacing it (Lightning deletes it)."""
@@ -166,7 +174,6 @@ def test_resume_keeps_earlier_epochs_in_metrics_csv(tmp_path):
     assert manifest["metrics"]["epochs_trained"] == 4 and manifest["sessions"] == 2
 
 
-@needs_core
 @needs_mock
 def test_resume_refuses_a_changed_config(tmp_path, capsys):
     cfg, raw = _tiny_config(tmp_path, "optim.max_epochs=1")
@@ -177,7 +184,6 @@ def test_resume_refuses_a_changed_config(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------- manifest
-@needs_core
 @needs_mock
 def test_corrupted_manifest_fails_validation(tmp_path, capsys):
     cfg, raw = _tiny_config(tmp_path, "optim.max_epochs=1")
@@ -216,14 +222,12 @@ def test_exit_code_config_error(tmp_path, capsys):
     assert main(["no-such-command"]) == 2
 
 
-@needs_core
 def test_exit_code_data_error(tmp_path, capsys):
     assert main(["train", "--set", f"data.path={tmp_path / 'nope.h5ad'}", "--save-dir", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
 
 
-@needs_core
 @needs_mock
 def test_exit_code_data_error_wrong_key(tmp_path, capsys):
     args = ["train", "--config", str(ROOT / "configs" / "minimal.yaml"), "--save-dir", str(tmp_path),
@@ -232,7 +236,6 @@ def test_exit_code_data_error_wrong_key(tmp_path, capsys):
     assert "not_a_column" in capsys.readouterr().err
 
 
-@needs_core
 def test_exit_code_environment_mismatch(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -241,7 +244,6 @@ def test_exit_code_environment_mismatch(tmp_path, capsys):
     assert "accelerator" in err and "--set trainer.accelerator=cpu" in err
 
 
-@needs_core
 @needs_mock
 def test_exit_code_training_failure(tmp_path, capsys):
     args = ["train", "--config", str(ROOT / "configs" / "minimal.yaml"), "--save-dir", str(tmp_path),

@@ -1,5 +1,6 @@
 """Run configuration: validation, resolution order, schema, example configs."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,35 @@ def test_committed_configs_validate(path):
         ({"data": {"path": "cells.csv"}}, r"data\.path.*\.h5ad or \.h5mu"),
         ({"trainer": {"precision": "64"}}, r"trainer\.precision"),
         ({"model": {"likelihoods": {"rna": "gamma"}}}, r"model\.likelihoods\.rna"),
-        ({"data": {"path": "x.h5ad", "modalities": {"rna": "rna"}}}, r"MuData"),
+        ({"data": {"path": "x.h5ad", "modalities": {"rna": {"mod": "rna"}}}}, r"MuData"),
+        ({"data": {"modalities": {"h3": {"obsm": "X_h3", "likelihood": "negbin"}}}}, r"Unknown likelihood 'negbin'"),
+        ({"data": {"modalities": {"h3": {"obsm": "X_h3", "kind": "chromatin"}}}}, r"unknown modality kind"),
+        ({"data": {"modalities": {"h3": {"obsm": "X_h3", "layer": "c"}}}}, r"not both"),
+        ({"data": {"modalities": {"rna": {}}, "rna_layer": "counts"}}, r"not both"),
         ({"name": "bad name/with slash"}, r"name"),
     ],
 )
 def test_validation_errors(raw, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(raw)
+
+
+def test_data_modalities_register_any_modality():
+    cfg = validate_config({"data": {"modalities": {
+        "rna": {"layer": "counts"},
+        "h3k27me3": {"obsm": "X_chip", "kind": "counts", "likelihood": "nb", "mask": "has_chip"},
+    }}})
+    assert cfg.data.modalities["h3k27me3"].setup_entry() == {
+        "obsm": "X_chip", "kind": "counts", "likelihood": "nb", "mask": "has_chip"}
+    mu = validate_config({"data": {"path": "x.h5mu", "modalities": {"rna": "gex", "adt": {"mod": "prot"}}}})
+    assert mu.data.modalities["rna"] == "gex" and mu.data.modalities["adt"].mod == "prot"
+
+
+def test_schema_lists_the_registered_likelihoods():
+    from remadom.nn import LIKELIHOODS
+
+    schema = json.loads(schema_text())
+    assert schema["$defs"]["ModalityConfig"]["properties"]["likelihood"]["anyOf"][0]["enum"] == sorted(LIKELIHOODS)
 
 
 def test_precision_int_is_accepted_as_string():
@@ -133,3 +156,17 @@ def test_schema_command_check(tmp_path):
     assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 0
     (tmp_path / "config.schema.json").write_text("{}")
     assert main(["schema", "--out-dir", str(tmp_path), "--check"]) == 2
+
+
+def test_model_optim_schedule_sections_are_the_api_signatures():
+    """The CLI calls REMADOM(data, **cfg.model) and model.train(**cfg.optim, **cfg.schedule)."""
+    import inspect
+
+    from remadom import REMADOM
+    from remadom.config._models import ModelConfig, OptimConfig, ScheduleConfig
+
+    assert set(ModelConfig.model_fields) <= set(inspect.signature(REMADOM.__init__).parameters)
+    train = set(inspect.signature(REMADOM.train).parameters)
+    # early_stopping_patience is a Lightning/scvi Trainer argument (train's **trainer_kwargs)
+    assert set(OptimConfig.model_fields) - {"early_stopping_patience"} <= train
+    assert set(ScheduleConfig.model_fields) <= train

@@ -30,8 +30,8 @@ def test_auto_uses_clr_adt_input_when_a_batch_is_confounded():
     assert model.module.batch_effect == "nonlinear"  # decoders unchanged
     off = REMADOM(adata, encoder_inputs=None, **SMALL)
     assert off.module.encoders["adt"].input.transform == "log1p"
-    chosen = REMADOM(adata, encoder_inputs={"rna": "binary"}, **SMALL)
-    assert chosen.module.encoders["rna"].input.transform == "binary"
+    chosen = REMADOM(adata, encoder_inputs={"rna": "identity"}, **SMALL)
+    assert chosen.module.encoders["rna"].input.transform == "identity"
     assert chosen.module.encoders["adt"].input.transform == "log1p"
 
 

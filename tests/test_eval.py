@@ -245,8 +245,6 @@ def test_evaluate_model_on_bmmc_multiome(rng):
     path = SHARED_DATA / "bmmc_multiome_neurips2021_starter.h5mu"
     if not path.exists():
         pytest.skip("shared data not available")
-    if not hasattr(remadom, "REMADOM"):
-        pytest.skip("remadom.REMADOM not implemented yet")
     pytest.importorskip("scib_metrics")
     import mudata as md
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from remadom.nn.likelihoods import LIKELIHOODS, clr
+from remadom.nn.likelihoods import LIKELIHOODS, LikelihoodHead, clr, register_likelihood
 
 
 @pytest.fixture
@@ -13,13 +13,14 @@ def rng():
     return np.random.default_rng(1)
 
 
-def _setup(name, rng, n=6, g=5, h=4, n_batch=2, **kw):
+def _setup(name, rng, n=6, g=5, h=4, n_batch=2, x=None, **kw):
     torch.manual_seed(0)
     head = LIKELIHOODS[name](h, g, n_batch, **kw)
     hidden = torch.randn(n, h)
     batch = torch.tensor(rng.integers(0, n_batch, size=(n, 1)))
     library = torch.tensor(rng.integers(50, 500, size=n), dtype=torch.float32)
-    x = torch.tensor(rng.poisson(3.0, size=(n, g)), dtype=torch.float32)
+    if x is None:
+        x = torch.tensor(rng.poisson(3.0, size=(n, g)), dtype=torch.float32)
     return head, head(hidden, batch, library), x, library
 
 
@@ -99,11 +100,62 @@ def test_nb_mixture_matches_manual(rng):
     assert torch.all(p["rate_fore"] >= p["rate_back"])
 
 
-def test_gaussian_on_clr_matches_torch(rng):
-    head, p, x, _ = _setup("gaussian", rng)
+def test_gaussian_is_a_gaussian_on_the_values_as_given(rng):
+    x = torch.tensor(rng.normal(-2.0, 1.5, size=(6, 5)), dtype=torch.float32)  # negative, real-valued
+    head, p, x, _ = _setup("gaussian", rng, x=x)
+    ref = -torch.distributions.Normal(p["mean"], torch.exp(0.5 * p["log_var"])).log_prob(x).sum(-1)
+    torch.testing.assert_close(head.nll(x, p), ref)
+    assert torch.isfinite(head.nll(x, p)).all()
+    assert LIKELIHOODS["gaussian"].default_encoder_input == "identity"
+    assert not LIKELIHOODS["gaussian"].needs_nonnegative()
+
+
+def test_gaussian_clr_scores_the_clr_of_counts(rng):
+    head, p, x, _ = _setup("gaussian_clr", rng)
     ref = -torch.distributions.Normal(p["mean"], torch.exp(0.5 * p["log_var"])).log_prob(clr(x)).sum(-1)
     torch.testing.assert_close(head.nll(x, p), ref)
     torch.testing.assert_close(clr(x).mean(-1), torch.zeros(x.shape[0]), atol=1e-6, rtol=0)
+    assert LIKELIHOODS["gaussian_clr"].needs_nonnegative()
+    assert LIKELIHOODS["gaussian_clr"].default_encoder_input == "clr"
+
+
+def test_gaussian_data_statistics_initialize_mean_and_variance(rng):
+    x = rng.normal(-3.0, 2.0, size=(500, 4))
+    stats = LIKELIHOODS["gaussian"].data_statistics(x)
+    np.testing.assert_allclose(stats["feature_mean"], x.mean(0), rtol=1e-5)
+    head = LIKELIHOODS["gaussian"](3, 4, 1, **stats)
+    p = head(torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long), torch.ones(2))
+    np.testing.assert_allclose(p["mean"][0].detach().numpy(), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(p["log_var"][0].detach().numpy(), np.log(x.var(0)), rtol=1e-5)
+
+
+def test_scaled_counts_statistics_are_the_mean_share():
+    x = np.array([[1.0, 3.0], [2.0, 2.0]])
+    stats = LIKELIHOODS["nb"].data_statistics(x)
+    np.testing.assert_allclose(stats["mean_proportion"], [0.375, 0.625])
+
+
+def test_heads_reject_unknown_constructor_arguments():
+    with pytest.raises(TypeError):
+        LIKELIHOODS["nb"](4, 3, 1, dispersoin="gene")  # a typo is an error, not swallowed
+    with pytest.raises(TypeError):
+        LIKELIHOODS["gaussian"](4, 3, 1, dispersion="gene")
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_every_head_declares_what_it_needs(name):
+    head = LIKELIHOODS[name]
+    assert head.name == name
+    assert head.default_encoder_input in ("log1p", "tfidf", "clr", "identity")
+    assert not (head.binary and head.requires_counts)
+
+
+def test_registering_a_second_head_under_a_taken_name_errors():
+    class Other(LikelihoodHead):
+        name = "nb"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_likelihood(Other)
 
 
 @pytest.mark.parametrize("name", sorted(LIKELIHOODS))

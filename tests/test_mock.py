@@ -174,8 +174,6 @@ def test_keys_match_setup_signature():
 
     import remadom
 
-    if not hasattr(remadom, "REMADOM"):
-        pytest.skip("remadom.REMADOM is not implemented yet")
     params = set(inspect.signature(remadom.REMADOM.setup_anndata).parameters)
     _, keys = generate_mock_dataset("mosaic", **SMALL)
     assert set(keys) <= params
@@ -214,3 +212,18 @@ def test_write_mock_and_cli(tmp_path):
     assert set(md.read_h5mu(out).mod) == {"rna", "atac", "adt"}
     with pytest.raises(ValueError, match="config_out"):
         write_mock("mosaic", tmp_path / "x.h5mu", config_out=tmp_path / "x.yaml", **SMALL)
+
+
+def test_script_and_remadom_mock_are_one_command(tmp_path):
+    """scripts/make_mock_multimodal.py flags are aliases of `remadom mock`'s; both write the same data."""
+    import anndata as ad
+
+    from remadom.cli.main import main as cli_main
+
+    sizes = ["--genes", "20", "--peaks", "30", "--proteins", "4", "--seed", "3"]
+    assert main(["--problem", "paired", "--out", str(tmp_path / "a.h5ad"), "--cells", "40", *sizes]) == 0
+    assert cli_main(["mock", "paired", "--out", str(tmp_path / "b.h5ad"), "--n-cells", "40", "--n-genes", "20",
+                     "--n-peaks", "30", "--n-proteins", "4", "--seed", "3"]) == 0
+    a, b = ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_h5ad(tmp_path / "b.h5ad")
+    assert a.shape == b.shape == (40, 20)
+    np.testing.assert_array_equal(a.layers["counts"].toarray(), b.layers["counts"].toarray())

@@ -11,8 +11,6 @@ SMALL = {"n_cells": 120, "n_genes": 100, "n_peaks": 300, "n_proteins": 10}
 
 @pytest.mark.parametrize("problem", PROBLEM_TYPES)
 def test_every_scenario_trains(problem):
-    if not hasattr(remadom, "REMADOM"):
-        pytest.skip("remadom.REMADOM is not implemented yet")
     adata, keys = generate_mock_dataset(problem, **SMALL)
     remadom.REMADOM.setup_anndata(adata, **keys)
     model = remadom.REMADOM(adata, n_latent=4, n_hidden=32)

@@ -161,9 +161,9 @@ def test_training_minibatches_reach_the_module_sparse(monkeypatch):
     layouts = []
     original = type(model.module).inference
 
-    def spy(self, x, masks, **kw):
+    def spy(self, x, observed, **kw):
         layouts.append(x["atac"].layout)
-        return original(self, x, masks, **kw)
+        return original(self, x, observed, **kw)
 
     monkeypatch.setattr(type(model.module), "inference", spy)
     model.train(max_epochs=1, batch_size=32, enable_progress_bar=False)

@@ -18,7 +18,7 @@ def make_module(**kw):
         {"name": "atac", "kind": "atac", "attr": "obsm", "key": "X_atac", "n_features": P},
         {"name": "adt", "kind": "adt", "attr": "obsm", "key": "X_adt", "n_features": A},
     ]
-    stats = {"atac": {"idf": np.ones(P, dtype=np.float32)}}
+    stats = {"atac": {"encoder": {"idf": np.ones(P, dtype=np.float32)}}}
     return RemadomModule(mods, n_batch=2, n_latent=3, n_hidden=16, modality_stats=stats, **kw)
 
 
@@ -160,7 +160,7 @@ def test_availability_groups_encode_observed_sets():
     assert groups.tolist() == [3, 1, 2, 4]
 
 
-@pytest.mark.parametrize("transform", ["log1p", "binary", "tfidf", "clr"])
+@pytest.mark.parametrize("transform", ["log1p", "tfidf", "clr", "identity"])
 @pytest.mark.parametrize("layout", ["csr", "coo"])
 def test_encoder_input_sparse_equals_dense(transform, layout):
     from remadom.nn.networks import EncoderInput

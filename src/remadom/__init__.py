@@ -3,7 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import data, datasets, nn
-from .modalities import MODALITY_KINDS, ModalitySpec
+from .modalities import MODALITY_KINDS, MODALITY_NAME_ALIASES, ModalitySpec
 from .model import REMADOM, RemadomSetupError
 
 try:
@@ -15,6 +15,7 @@ __all__ = [
     "REMADOM",
     "RemadomSetupError",
     "MODALITY_KINDS",
+    "MODALITY_NAME_ALIASES",
     "ModalitySpec",
     "data",
     "datasets",

@@ -6,6 +6,7 @@ rename breaks this file only.
 
 from __future__ import annotations
 
+from scvi.data._utils import _verify_and_correct_data_format  # noqa: F401  (private in scvi-tools)
 from scvi.model.base._save_load import _load_saved_files  # noqa: F401  (private in scvi-tools)
 from scvi.train._logger import SimpleLogger  # noqa: F401  (private in scvi-tools)
 
@@ -14,4 +15,4 @@ try:
 except ImportError:  # pragma: no cover
     from scvi.data._constants import _SETUP_ARGS_KEY  # noqa: F401
 
-__all__ = ["_load_saved_files", "SimpleLogger", "_SETUP_ARGS_KEY"]
+__all__ = ["_load_saved_files", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]

@@ -23,3 +23,11 @@ def mask_key(name: str) -> str:
 
 #: obsm key under which latent representations are exported by default.
 LATENT_OBSM_KEY = "X_remadom"
+
+#: Prefix of the obs column holding a modality's availability mask by default (``has_<modality>``).
+MASK_COLUMN_PREFIX = "has_"
+
+
+def mask_column(name: str) -> str:
+    """Default obs column of modality ``name``'s availability mask."""
+    return f"{MASK_COLUMN_PREFIX}{name}"

@@ -1,17 +1,19 @@
-"""Modality kinds: the one place where a kind of modality is described.
+"""Modality kinds and specs: the one place where a kind of modality is described.
 
-Adding a new kind of modality means adding an entry to :data:`MODALITY_KINDS`: its
-default likelihood, the likelihoods it allows, and how its counts are turned into
-encoder input. Everything else (registration, networks, loss) loops over named
-modalities and never branches on the kind.
+A kind gives a modality its default likelihood and says which likelihoods suit it, by
+the likelihood heads' own class attributes (e.g. ATAC takes any ``binary`` head), so a
+new likelihood needs no edit here. Adding a kind means adding an entry to
+:data:`MODALITY_KINDS`; :data:`MODALITY_NAME_ALIASES` maps the names other tools use
+(muon, scvi-tools) to a kind. Everything else (registration, networks, loss) loops over
+named modalities and never branches on the kind or the name.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-#: Likelihoods that need non-negative integer data.
-COUNT_LIKELIHOODS = frozenset({"nb", "zinb", "poisson", "nbmixture"})
+from .nn.likelihoods import LIKELIHOODS, LikelihoodHead
+from .nn.networks import ENCODER_INPUTS
 
 
 @dataclass(frozen=True)
@@ -24,25 +26,45 @@ class ModalityKind:
         Kind name, e.g. ``"rna"``.
     default_likelihood
         Likelihood used when the user does not choose one.
-    likelihoods
-        Likelihoods this kind accepts.
-    encoder_input
-        Transform applied to raw values before the encoder
-        (``"log1p"``, ``"tfidf"``, ``"binary"`` or ``"clr"``).
+    requires
+        Class attribute of :class:`~remadom.nn.LikelihoodHead` a likelihood must have set to
+        suit this kind (e.g. ``"binary"``), or ``None`` for any likelihood.
+    description
+        What the kind is, for error messages and documentation.
     """
 
     name: str
     default_likelihood: str
-    likelihoods: tuple[str, ...]
-    encoder_input: str
+    requires: str | None = None
+    description: str = ""
+
+    def accepts(self, head: type[LikelihoodHead]) -> bool:
+        """Whether likelihood ``head`` suits this kind."""
+        return self.requires is None or bool(getattr(head, self.requires))
+
+    def likelihoods(self) -> list[str]:
+        """Registered likelihoods that suit this kind."""
+        return sorted(n for n, h in LIKELIHOODS.items() if self.accepts(h))
 
 
 MODALITY_KINDS: dict[str, ModalityKind] = {
-    "rna": ModalityKind("rna", "nb", ("nb", "zinb", "poisson"), "log1p"),
-    "atac": ModalityKind("atac", "bernoulli", ("bernoulli",), "tfidf"),
-    "adt": ModalityKind("adt", "nbmixture", ("nbmixture", "gaussian"), "log1p"),
-    "counts": ModalityKind("counts", "nb", ("nb", "zinb", "poisson", "gaussian", "bernoulli"), "log1p"),
+    "rna": ModalityKind("rna", "nb", "requires_counts", "gene expression counts"),
+    "atac": ModalityKind("atac", "bernoulli", "binary", "chromatin accessibility (peaks, binarized)"),
+    "adt": ModalityKind("adt", "nbmixture", None, "surface protein (antibody-derived tag) counts"),
+    "counts": ModalityKind("counts", "nb", None, "any other modality, e.g. histone-mark counts"),
 }
+
+#: Modality names used by muon / scvi-tools / 10x and the kind they denote.
+MODALITY_NAME_ALIASES: dict[str, str] = {
+    "rna": "rna", "gex": "rna", "gene_expression": "rna", "expression": "rna",
+    "atac": "atac", "peaks": "atac", "chromatin": "atac", "accessibility": "atac",
+    "adt": "adt", "prot": "adt", "protein": "adt", "proteins": "adt", "cite": "adt",
+}
+
+
+def kind_for_name(name: str) -> str:
+    """Kind of a modality called ``name`` when none is given: the alias's kind, else ``"counts"``."""
+    return MODALITY_NAME_ALIASES.get(name.lower(), "counts")
 
 
 @dataclass
@@ -63,7 +85,9 @@ class ModalitySpec:
         obs column holding the boolean availability mask, or ``None`` when every
         cell has the modality.
     likelihood
-        Likelihood; ``None`` picks the kind's default.
+        Likelihood (a name in :data:`~remadom.nn.LIKELIHOODS`); ``None`` picks the kind's default.
+    encoder_input
+        Encoder input transform; ``None`` uses the likelihood's ``default_encoder_input``.
     """
 
     name: str
@@ -72,7 +96,7 @@ class ModalitySpec:
     key: str | None
     mask_key: str | None = None
     likelihood: str | None = None
-    extra: dict = field(default_factory=dict)
+    encoder_input: str | None = None
 
     def __post_init__(self):
         if self.kind not in MODALITY_KINDS:
@@ -80,31 +104,41 @@ class ModalitySpec:
                 f"Unknown modality kind {self.kind!r} for modality {self.name!r}. "
                 f"Choose one of {sorted(MODALITY_KINDS)}."
             )
+        if self.attr not in ("layers", "obsm"):
+            raise ValueError(f"Modality {self.name!r}: attr must be 'layers' or 'obsm', got {self.attr!r}.")
         kind = MODALITY_KINDS[self.kind]
         if self.likelihood is None:
             self.likelihood = kind.default_likelihood
-        if self.likelihood not in kind.likelihoods:
+        if self.likelihood not in LIKELIHOODS or not kind.accepts(LIKELIHOODS[self.likelihood]):
             raise ValueError(
                 f"Likelihood {self.likelihood!r} is not available for modality {self.name!r} "
-                f"of kind {self.kind!r}. Choose one of {list(kind.likelihoods)}."
+                f"of kind {self.kind!r}. Choose one of {kind.likelihoods()}."
             )
+        if self.encoder_input is not None and self.encoder_input not in ENCODER_INPUTS:
+            raise ValueError(
+                f"Unknown encoder_input {self.encoder_input!r} for modality {self.name!r}; "
+                f"choose one of {list(ENCODER_INPUTS)}."
+            )
+
+    @property
+    def head(self) -> type[LikelihoodHead]:
+        """The likelihood head class."""
+        return LIKELIHOODS[self.likelihood]
 
     @property
     def is_count_data(self) -> bool:
         """Whether the likelihood needs non-negative integer counts."""
-        return self.likelihood in COUNT_LIKELIHOODS
+        return self.head.requires_counts
 
     @property
     def is_binary(self) -> bool:
         """Whether the likelihood models presence/absence (values are binarized)."""
-        return self.likelihood == "bernoulli"
+        return self.head.binary
 
     @property
-    def encoder_input(self) -> str:
-        """Encoder input transform; a Gaussian likelihood on counts implies CLR."""
-        if self.likelihood == "gaussian" and self.kind == "adt":
-            return "clr"
-        return MODALITY_KINDS[self.kind].encoder_input
+    def resolved_encoder_input(self) -> str:
+        """Encoder input transform: the modality's own, else the likelihood's default."""
+        return self.encoder_input or self.head.default_encoder_input
 
     def to_dict(self) -> dict:
         """Plain-dict form, safe to store in the scvi-tools registry."""

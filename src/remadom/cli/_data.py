@@ -15,6 +15,8 @@ from ._errors import ConfigurationError, DataError, EnvironmentMismatchError
 
 _ANNDATA_SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "use_rna", "mask_keys",
                        "batch_key", "labels_key", "categorical_covariate_keys", "continuous_covariate_keys")
+#: The per-slot shorthand that ``data.modalities`` replaces.
+_SHORTHAND_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "use_rna", "extra_modalities")
 
 
 @dataclass
@@ -44,19 +46,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def require_model():
-    """The :class:`remadom.REMADOM` class, or an environment error when it is unavailable."""
-    import remadom
-
-    model_cls = getattr(remadom, "REMADOM", None)
-    if model_cls is None:
-        raise EnvironmentMismatchError(
-            "this installation of remadom has no REMADOM model class.",
-            "Reinstall the package from a complete checkout (pip install -e .).",
-        )
-    return model_cls
 
 
 def _mock(config: RunConfig) -> LoadedData:
@@ -114,12 +103,22 @@ def load_data(config: RunConfig) -> LoadedData:
     chosen = {k: getattr(d, k) for k in _ANNDATA_SETUP_KEYS if getattr(d, k) is not None}
     if "use_rna" in chosen and chosen["use_rna"] is True and "use_rna" in loaded.setup_kwargs:
         chosen.pop("use_rna")  # keep the mock's own choice unless the config turns RNA off
+    modalities = None
+    if d.modalities is not None:
+        modalities = {name: (entry if isinstance(entry, str) else entry.setup_entry())
+                      for name, entry in d.modalities.items()}
+        # the config's modalities replace the data's own shorthand (e.g. the mock's keys)
+        # (the mock's mask_keys are its has_<name> columns, found by default)
+        loaded.setup_kwargs = {k: v for k, v in loaded.setup_kwargs.items()
+                               if k not in (*_SHORTHAND_KEYS, "mask_keys")}
+        chosen = {k: v for k, v in chosen.items() if k not in _SHORTHAND_KEYS}
+        chosen["modalities"] = modalities
     loaded.setup_kwargs = {**loaded.setup_kwargs, **chosen}
     if loaded.is_mudata:
         kw = {k: v for k, v in loaded.setup_kwargs.items()
               if k in ("rna_layer", "mask_keys", "batch_key", "labels_key",
                        "categorical_covariate_keys", "continuous_covariate_keys")}
-        loaded.setup_kwargs = {"modalities": d.modalities, **kw}
+        loaded.setup_kwargs = {"modalities": modalities, **kw}
     for key in ("batch_key", "labels_key"):
         col = loaded.setup_kwargs.get(key)
         if col is not None and col not in loaded.obs.columns:
@@ -139,8 +138,8 @@ def setup_model_data(model_cls, loaded: LoadedData) -> None:
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise DataError(
             f"the data does not match the configured modality keys: {e}",
-            "Check data.rna_layer / atac_obsm_key / adt_obsm_key / mask_keys (or data.modalities for "
-            ".h5mu) against the file's layers, obsm and obs.",
+            "Check data.modalities (or data.rna_layer / atac_obsm_key / adt_obsm_key) and data.mask_keys "
+            "against the file's layers, obsm, mod and obs.",
         ) from e
 
 

@@ -72,13 +72,10 @@ def modality_masks(model) -> dict[str, np.ndarray]:
 
 
 def availability_labels(masks: dict[str, np.ndarray]) -> np.ndarray:
-    """``"rna+atac"``-style label of the modalities each cell has."""
-    names = list(masks)
-    n = len(next(iter(masks.values())))
-    out = np.full(n, "", dtype=object)
-    for i in range(n):
-        out[i] = "+".join(m for m in names if masks[m][i]) or "none"
-    return out
+    """``"rna+atac"``-style label of the modalities each cell has (:func:`remadom.eval.availability_groups`)."""
+    from ..eval import availability_groups
+
+    return availability_groups(masks)
 
 
 def plot_latent_umap(z, annotations: dict, out: str | Path, seed: int = 0) -> Path:

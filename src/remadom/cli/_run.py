@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .._constants import LATENT_OBSM_KEY
 from ..config import RunConfig, dump_config, validate_config
 from . import _training
-from ._data import load_data, make_split, require_model, setup_model_data
+from ._data import load_data, make_split, setup_model_data
 from ._errors import ConfigurationError, DataError, EnvironmentMismatchError, TrainingFailure
 from ._figures import (
     ImputationSnapshot,
@@ -183,7 +184,8 @@ class Run:
 
         cfg = self.config
         _check_environment(cfg)
-        model_cls = require_model()
+        from .. import REMADOM as model_cls
+
         run_dir = self.run_dir = self._prepare_dir().resolve()
         self.run_id = self.run_id or f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
@@ -200,11 +202,7 @@ class Run:
 
         scvi.settings.seed = cfg.seed
         try:
-            model = model_cls(data.data, n_latent=cfg.model.n_latent, n_hidden=cfg.model.n_hidden,
-                              n_layers=cfg.model.n_layers, dropout_rate=cfg.model.dropout_rate,
-                              likelihoods=cfg.model.likelihoods, modality_dropout=cfg.model.modality_dropout,
-                              consistency_weight=cfg.model.consistency_weight,
-                              dispersion=cfg.model.dispersion, batch_effect=cfg.model.batch_effect)
+            model = model_cls(data.data, **cfg.model.model_dump())  # the config section is the model's signature
         except (ValueError, KeyError) as e:
             raise ConfigurationError(f"cannot build the model: {e}", "Check the model section of the config.") from e
         self.model = model
@@ -277,14 +275,9 @@ class Run:
             trainer_kwargs["strategy"] = cfg.trainer.strategy
         if self.ckpt_path is not None:
             trainer_kwargs["ckpt_path"] = str(self.ckpt_path)
-        if cfg.optim.early_stopping:
-            trainer_kwargs["early_stopping_patience"] = cfg.optim.early_stopping_patience
+        # optim and schedule are model.train's own arguments (early_stopping_patience goes to the trainer)
         model.train(
-            max_epochs=cfg.optim.max_epochs, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-            batch_size=cfg.optim.batch_size, kl_weight=cfg.schedule.kl_weight,
-            kl_warmup_epochs=cfg.schedule.kl_warmup_epochs, modality_weights=cfg.schedule.modality_weights,
-            alignment_weight=cfg.schedule.alignment_weight, alignment_on=cfg.schedule.alignment_on,
-            early_stopping=cfg.optim.early_stopping, accelerator=cfg.trainer.accelerator,
+            **cfg.optim.model_dump(), **cfg.schedule.model_dump(), accelerator=cfg.trainer.accelerator,
             devices=cfg.trainer.devices, precision=cfg.trainer.precision, datasplitter_kwargs=splitter,
             **trainer_kwargs,
         )
@@ -321,7 +314,7 @@ class Run:
         for m, mask in masks.items():
             obs[f"remadom_has_{m}"] = mask
         latent = ad.AnnData(obs=obs)
-        latent.obsm["X_remadom"] = z
+        latent.obsm[LATENT_OBSM_KEY] = z
         latent.write_h5ad(run_dir / "latent.h5ad")
         artifacts["latent"] = "latent.h5ad"
         artifacts["metrics_csv"] = "logs/metrics.csv"

@@ -24,10 +24,10 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from scvi.dataloaders import DataSplitter
 from scvi.train import SaveCheckpoint, Trainer, TrainRunner
 from torch.utils.data import RandomSampler
 
+from ..train import SparseBatchDataSplitter
 from ._atomic import atomic_write
 from ._errors import TrainingFailure
 
@@ -51,8 +51,10 @@ class _EpochRandomSampler(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=gen).tolist()
 
 
-class SeededDataSplitter(DataSplitter):
-    """:class:`scvi.dataloaders.DataSplitter` with per-epoch seeded shuffling.
+class SeededDataSplitter(SparseBatchDataSplitter):
+    """The library's :class:`~remadom.train.SparseBatchDataSplitter` with per-epoch seeded shuffling.
+
+    Sparse minibatches stay sparse, as in :meth:`remadom.REMADOM.train`.
 
     Pass the split as ``external_indexing=[train_idx, val_idx, test_idx]`` and the run
     seed as ``seed``.

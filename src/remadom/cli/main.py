@@ -66,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("mock", help="write a mock dataset (and optionally an example config)")
-    p.add_argument("problem", help="scenario: paired, unpaired, bridge, mosaic, prediction, hierarchical")
-    p.add_argument("--out", required=True, help="output .h5ad or .h5mu file")
+    p.add_argument("problem", nargs="?", help="scenario: paired, unpaired, bridge, mosaic, prediction, hierarchical")
+    p.add_argument("--problem", dest="problem_flag", help="the scenario, as a flag (alias of PROBLEM)")
+    p.add_argument("--out", help="output .h5ad or .h5mu file (default examples/mock/<scenario file name>)")
     p.add_argument("--config-out", help="also write an example YAML config here")
-    for name, default in (("n-cells", None), ("n-genes", None), ("n-peaks", None), ("n-proteins", None),
-                          ("seed", None)):
-        p.add_argument(f"--{name}", type=int, default=default)
+    for name, alias in (("n-cells", "cells"), ("n-genes", "genes"), ("n-peaks", "peaks"),
+                        ("n-proteins", "proteins"), ("n-clusters", "clusters"), ("n-latent", "latent")):
+        p.add_argument(f"--{name}", f"--{alias}", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
     _common(p)
 
     p = sub.add_parser("evaluate", help="compute latent metrics of a finished run")
@@ -138,13 +140,20 @@ def cmd_mock(args) -> int:
 
         raise EnvironmentMismatchError(f"the mock generator cannot be imported ({e}).",
                                        "Reinstall remadom from a complete checkout.") from e
-    kwargs = {k: getattr(args, k) for k in ("n_cells", "n_genes", "n_peaks", "n_proteins", "seed")
-              if getattr(args, k) is not None}
+    from remadom.data._mock_scenarios import DEFAULT_FILENAMES
+
+    problem = args.problem or args.problem_flag
+    if problem is None or (args.problem and args.problem_flag and args.problem != args.problem_flag):
+        raise ConfigurationError("give the mock scenario once, as PROBLEM or --problem.",
+                                 f"Choose one of {sorted(DEFAULT_FILENAMES)}.")
+    kwargs = {k: getattr(args, k) for k in ("n_cells", "n_genes", "n_peaks", "n_proteins", "n_clusters",
+                                             "n_latent", "seed") if getattr(args, k) is not None}
+    out = args.out or Path("examples/mock") / DEFAULT_FILENAMES.get(problem, f"mock_{problem}.h5ad")
     try:
-        files = write_mock(args.problem, args.out, config_out=args.config_out, **kwargs)
+        files = write_mock(problem, out, config_out=args.config_out, **kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigurationError(f"cannot generate mock data: {e}.", "Check the scenario name and sizes.") from e
-    print(f"wrote {getattr(files, 'data_path', args.out)}")
+    print(f"wrote {files.data_path}")
     if args.config_out:
         print(f"wrote {args.config_out}")
     return 0
@@ -154,8 +163,9 @@ def cmd_evaluate(args) -> int:
     """``remadom evaluate``: reload a run's model and compute remadom.eval metrics."""
     import yaml
 
+    from .. import REMADOM
     from ..config import validate_config
-    from ._data import load_data, require_model
+    from ._data import load_data
     from ._manifest import atomic_write_text
 
     run_dir = Path(args.run_dir)
@@ -167,10 +177,9 @@ def cmd_evaluate(args) -> int:
         config = validate_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
     except ValueError as e:
         raise ConfigurationError(str(e), "The run's config_resolved.yaml was edited; restore it.") from e
-    model_cls = require_model()
     data = load_data(config)
     try:
-        model = model_cls.load(str(run_dir / "model"), adata=data.data)
+        model = REMADOM.load(str(run_dir / "model"), adata=data.data)
     except (ValueError, KeyError) as e:
         raise DataError(f"the model in {run_dir / 'model'} does not fit the data: {e}",
                         "Evaluate with the data file the run was trained on.") from e
@@ -178,14 +187,10 @@ def cmd_evaluate(args) -> int:
     if labels is None or batch is None:
         raise ConfigurationError("evaluation needs data.labels_key and data.batch_key in the run's config.",
                                  "Train with both keys set to compute integration metrics.")
-    import inspect
-
     from remadom.eval import evaluate_model
 
-    params = inspect.signature(evaluate_model).parameters  # accept both spellings of the eval API
-    kw = {("labels" if "labels" in params else "labels_key"): labels,
-          ("batch" if "batch" in params else "batch_key"): batch}
-    metrics = {k: (float(v) if v is not None else None) for k, v in evaluate_model(model, **kw).items()}
+    metrics = {k: (float(v) if v is not None else None)
+               for k, v in evaluate_model(model, labels=labels, batch=batch).items()}
     out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
     atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

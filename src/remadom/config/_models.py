@@ -7,18 +7,46 @@ ignored setting.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from ..modalities import MODALITY_KINDS
 from ..model import REMADOM
+from ..nn.likelihoods import LIKELIHOODS, get_likelihood
+from ..nn.networks import ENCODER_INPUTS
 
 
 def _default(method, name: str):
     """Default of ``name`` in ``method``'s signature: model defaults live in the model only."""
     return inspect.signature(method).parameters[name].default
 
-Likelihood = Literal["nb", "zinb", "poisson", "bernoulli", "nbmixture", "gaussian"]
+
+
+def _known_likelihood(name: str) -> str:
+    get_likelihood(name)  # the head registry is the one list of likelihoods
+    return name
+
+
+def _known_kind(name: str) -> str:
+    if name not in MODALITY_KINDS:
+        raise ValueError(f"unknown modality kind {name!r}; choose one of {sorted(MODALITY_KINDS)}")
+    return name
+
+
+#: A likelihood name, checked against :data:`remadom.nn.LIKELIHOODS` (the schema lists those registered).
+Likelihood = Annotated[str, AfterValidator(_known_likelihood),
+                       WithJsonSchema({"type": "string", "enum": sorted(LIKELIHOODS)})]
+Kind = Annotated[str, AfterValidator(_known_kind), WithJsonSchema({"type": "string", "enum": sorted(MODALITY_KINDS)})]
+EncoderInput = Literal[ENCODER_INPUTS]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
 
 
@@ -37,6 +65,28 @@ class MockDataConfig(_Section):
     seed: int | None = Field(None, description="Seed of the generator; null uses the run seed.")
 
 
+class ModalityConfig(_Section):
+    """One modality: where it lives and how it is modelled (an entry of ``data.modalities``)."""
+
+    layer: str | None = Field(None, description="AnnData layer holding it; null or 'X' is adata.X (the default).")
+    obsm: str | None = Field(None, description="AnnData obsm key holding it (instead of a layer).")
+    mod: str | None = Field(None, description="MuData only: the mdata.mod key (default: the modality's name).")
+    kind: Kind | None = Field(None, description="Modality kind; default from the name (rna, atac, adt; else counts).")
+    likelihood: Likelihood | None = Field(None, description="Likelihood; default per kind.")
+    mask: str | None = Field(None, description="Boolean obs column of availability; default has_<name> if present.")
+    encoder_input: EncoderInput | None = Field(None, description="Encoder input transform; default per likelihood.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ModalityConfig:
+        if self.layer is not None and self.obsm is not None:
+            raise ValueError("give either `layer` or `obsm`, not both")
+        return self
+
+    def setup_entry(self) -> dict:
+        """The entry as ``setup_anndata``/``setup_mudata`` take it (unset keys left out)."""
+        return self.model_dump(exclude_none=True)
+
+
 class DataConfig(_Section):
     """Where the cells come from and how their modalities are registered."""
 
@@ -51,8 +101,10 @@ class DataConfig(_Section):
     mask_keys: dict[str, str] | None = Field(
         None, description="{modality: boolean obs column}; default has_<modality>."
     )
-    modalities: dict[str, str] | None = Field(
-        None, description="MuData only: {model modality name: mdata.mod key}."
+    modalities: dict[str, ModalityConfig | str] | None = Field(
+        None, description="{modality name: entry}: registers any modality (REMADOM.setup_anndata's "
+        "`modalities=`; for MuData setup_mudata's, where a string is the mdata.mod key). Replaces "
+        "rna_layer / atac_obsm_key / adt_obsm_key / use_rna.",
     )
     batch_key: str | None = None
     labels_key: str | None = None
@@ -74,8 +126,13 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _mudata_keys(self) -> DataConfig:
-        if self.modalities is not None and self.path is not None and not self.is_mudata:
-            raise ValueError("`modalities` maps MuData modalities; the data path is not an .h5mu file")
+        if self.modalities is not None and (self.rna_layer or self.atac_obsm_key or self.adt_obsm_key):
+            raise ValueError("give `modalities` or rna_layer/atac_obsm_key/adt_obsm_key, not both")
+        for name, entry in (self.modalities or {}).items():
+            if not self.is_mudata and isinstance(entry, ModalityConfig) and entry.mod is not None:
+                raise ValueError(f"modalities.{name}.mod maps a MuData modality; the data is not an .h5mu file")
+            if self.is_mudata and isinstance(entry, ModalityConfig) and entry.obsm is not None:
+                raise ValueError(f"modalities.{name}.obsm applies to AnnData; use `mod` (and `layer`) for .h5mu")
         if self.is_mudata and (self.atac_obsm_key or self.adt_obsm_key):
             raise ValueError("atac_obsm_key/adt_obsm_key apply to AnnData; use `modalities` for a .h5mu file")
         return self

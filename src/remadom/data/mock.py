@@ -23,7 +23,6 @@ example config; :func:`main` is the command line behind
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -270,6 +269,8 @@ def mock_config_yaml(name: str, data_path: str | Path, keys: dict[str, Any], see
                      max_epochs: int = 20, batch_size: int = 128, val_split: float = 0.1) -> str:
     """Example REMADOM config (YAML text) for a mock AnnData set up with ``keys``.
 
+    Built as a validated :class:`~remadom.config.RunConfig`; only the values set here are written.
+
     Parameters
     ----------
     name
@@ -283,25 +284,23 @@ def mock_config_yaml(name: str, data_path: str | Path, keys: dict[str, Any], see
     """
     if "modalities" in keys:
         raise ValueError("Configs describe AnnData inputs; pass the keys of an AnnData mock, not a MuData one.")
-    lines = [f"name: {name}", f"seed: {seed}", "data:", f"  path: {Path(data_path).as_posix()}"]
+    import yaml
+
+    from ..config import RunConfig
+
+    data = {"path": Path(data_path).as_posix()}
     if keys.get("use_rna", True):
-        lines.append(f"  rna_layer: {keys['rna_layer']}")
+        data["rna_layer"] = keys["rna_layer"]
     else:
-        lines.append("  use_rna: false")
+        data["use_rna"] = False
     for key in ("atac_obsm_key", "adt_obsm_key"):
         if keys.get(key) is not None:
-            lines.append(f"  {key}: {keys[key]}")
-    masks = ", ".join(f"{m}: {col}" for m, col in keys["mask_keys"].items())
-    lines += [
-        f"  mask_keys: {{{masks}}}",
-        f"  batch_key: {keys['batch_key']}",
-        f"  labels_key: {keys['labels_key']}",
-        f"  val_split: {val_split}",
-        "optim:",
-        f"  max_epochs: {max_epochs}",
-        f"  batch_size: {batch_size}",
-    ]
-    return "\n".join(lines) + "\n"
+            data[key] = keys[key]
+    data.update(mask_keys=dict(keys["mask_keys"]), batch_key=keys["batch_key"], labels_key=keys["labels_key"],
+                val_split=val_split)
+    config = RunConfig.model_validate({"name": name, "seed": seed, "data": data,
+                                       "optim": {"max_epochs": max_epochs, "batch_size": batch_size}})
+    return yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
 class MockFiles(NamedTuple):
@@ -354,32 +353,10 @@ def write_mock(problem: str, out: str | Path, config_out: str | Path | None = No
     return MockFiles(out, config_path, keys)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="make_mock_multimodal", description="Write a mock mosaic multi-omic dataset (and example config)."
-    )
-    parser.add_argument("--problem", required=True, choices=PROBLEM_TYPES)
-    parser.add_argument("--out", default=None,
-                        help="output .h5ad/.h5mu (default examples/mock/<scenario file name>)")
-    parser.add_argument("--config-out", default=None, help="write an example YAML config here")
-    parser.add_argument("--cells", type=int, default=600)
-    parser.add_argument("--genes", type=int, default=2000)
-    parser.add_argument("--peaks", type=int, default=60000)
-    parser.add_argument("--proteins", type=int, default=30)
-    parser.add_argument("--clusters", type=int, default=4)
-    parser.add_argument("--latent", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point (``scripts/make_mock_multimodal.py``)."""
-    args = _parser().parse_args(argv)
-    out = args.out or Path("examples/mock") / DEFAULT_FILENAMES[args.problem]
-    files = write_mock(
-        args.problem, out, config_out=args.config_out, n_cells=args.cells, n_genes=args.genes,
-        n_peaks=args.peaks, n_proteins=args.proteins, n_clusters=args.clusters, n_latent=args.latent,
-        seed=args.seed,
-    )
-    print(f"wrote {files.data_path}" + (f" and {files.config_path}" if files.config_path else ""))
-    return 0
+    """``scripts/make_mock_multimodal.py``: the same command as ``remadom mock`` (same flags and aliases)."""
+    import sys
+
+    from ..cli.main import main as cli_main
+
+    return cli_main(["mock", *(sys.argv[1:] if argv is None else argv)])

@@ -28,7 +28,9 @@ __all__ = ["normalize_rna", "highly_variable_genes", "tfidf", "lsi", "clr"]
 def _observed(adata: AnnData, mask_key: str | None) -> np.ndarray:
     """Rows where the modality was measured (all rows without a mask column)."""
     if mask_key is not None and mask_key in adata.obs:
-        return adata.obs[mask_key].to_numpy().astype(bool)
+        from ..model._validation import mask_from_obs
+
+        return mask_from_obs(adata.obs, mask_key, mask_key)
     return np.ones(adata.n_obs, dtype=bool)
 
 

@@ -32,20 +32,20 @@ def observed_masks(data, modalities: dict[str, str] | None = None) -> dict[str, 
         return {
             name: np.asarray(data.obs_names.isin(data.mod[key].obs_names)) for name, key in modalities.items()
         }
+    from .._constants import MASK_COLUMN_PREFIX
+    from ..model._validation import mask_from_obs
+
     if modalities is None:
-        modalities = {c[len("has_") :]: c for c in data.obs.columns if c.startswith("has_")}
-    return {name: data.obs[col].to_numpy().astype(bool) for name, col in modalities.items()}
+        modalities = {c[len(MASK_COLUMN_PREFIX) :]: c for c in data.obs.columns if c.startswith(MASK_COLUMN_PREFIX)}
+    return {name: mask_from_obs(data.obs, col, name) for name, col in modalities.items()}
 
 
 def _model_modality_map(model) -> dict[str, str] | None:
-    """Model modality name -> MuData key, read from the model's registered setup arguments."""
-    try:
-        args = model.adata_manager.registry["setup_args"]
-    except (AttributeError, KeyError):
-        return None
-    mods = args.get("modalities")
+    """Model modality name -> MuData key, read from the model's ``setup_mudata`` arguments."""
+    mods = (getattr(model, "mudata_setup_", None) or {}).get("modalities")
     if isinstance(mods, dict):
-        return {k: v for k, v in mods.items() if k in model.modality_names}
+        return {k: (v if isinstance(v, str) else v.get("mod", k)) for k, v in mods.items()
+                if k in model.modality_names}
     return None
 
 

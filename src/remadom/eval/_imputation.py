@@ -7,8 +7,23 @@ from scipy import sparse
 
 from ._cell_specific import per_feature_auroc
 
-_COUNT_KINDS = ("rna", "adt")
-_BINARY_KINDS = ("atac",)
+
+def _is_binary(kind: str) -> bool:
+    """Whether ``kind`` (a modality kind or a likelihood name) is scored as presence/absence.
+
+    Asks the likelihood registry: a kind is binary when its default likelihood is.
+    """
+    from ..modalities import MODALITY_KINDS
+    from ..nn.likelihoods import LIKELIHOODS
+
+    if kind in LIKELIHOODS:
+        return LIKELIHOODS[kind].binary
+    if kind in MODALITY_KINDS:
+        return LIKELIHOODS[MODALITY_KINDS[kind].default_likelihood].binary
+    raise ValueError(
+        f"Unknown kind {kind!r}; use a modality kind ({sorted(MODALITY_KINDS)}) or a likelihood "
+        f"({sorted(LIKELIHOODS)})."
+    )
 
 #: Per-cell total every profile is scaled to before ``log1p`` in the count metrics.
 TARGET_SUM = 1e4
@@ -87,9 +102,11 @@ def imputation_metrics(
     truth
         Observed raw counts of the same cells and features, dense or scipy sparse.
     kind
-        ``"rna"`` or ``"adt"``: both matrices are scaled to the same per-cell total
+        A modality kind (``"rna"``, ``"adt"``, ``"counts"``, ``"atac"``) or a likelihood name; the
+        likelihood registry says whether it is binary. Count kinds (``rna``, ``adt``, ``counts``):
+        both matrices are scaled to the same per-cell total
         (:data:`TARGET_SUM`) and ``log1p``-transformed, then Pearson correlation is computed per
-        feature (across cells) and per cell (across features). ``"atac"``: the truth is binarized
+        feature (across cells) and per cell (across features). Binary (``"atac"``): the truth is binarized
         (``> 0``) and AUROC and AUPRC of ``pred`` as a score are computed over all entries, or over
         ``max_entries`` entries drawn uniformly at random when the matrix is larger.
     max_entries
@@ -110,17 +127,15 @@ def imputation_metrics(
     """
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}.")
-    if kind in _COUNT_KINDS:
-        p = log1p_normalize(pred)
-        t = log1p_normalize(truth)
-        out = _summary(_rowwise_pearson(p.T, t.T), "pearson_feature")
-        out.update(_summary(_rowwise_pearson(p, t), "pearson_cell"))
-        return out
-    if kind in _BINARY_KINDS:
+    if _is_binary(kind):
         out = _binary_metrics(pred, truth, max_entries=max_entries, seed=seed)
         out.update(per_feature_auroc(pred, truth))
         return out
-    raise ValueError(f"Unknown kind {kind!r}; use one of {_COUNT_KINDS + _BINARY_KINDS}.")
+    p = log1p_normalize(pred)
+    t = log1p_normalize(truth)
+    out = _summary(_rowwise_pearson(p.T, t.T), "pearson_feature")
+    out.update(_summary(_rowwise_pearson(p, t), "pearson_cell"))
+    return out
 
 
 def _binary_metrics(pred, truth, *, max_entries: int, seed: int) -> dict[str, float]:
@@ -178,14 +193,12 @@ def mean_profile_baseline(observed, n_cells: int, kind: str, target_sum: float =
     numpy.ndarray
         ``(n_cells, n_features)`` ``float32``, every row identical.
     """
-    if kind in _COUNT_KINDS:
+    if _is_binary(kind):
+        x = sparse.csr_matrix(observed)
+        profile = np.asarray((x > 0).mean(axis=0)).ravel()
+    else:
         x = sparse.csr_matrix(observed, dtype=np.float64)
         tot = np.asarray(x.sum(axis=1)).ravel()
         scale = np.divide(target_sum, tot, out=np.zeros_like(tot), where=tot > 0)
         profile = np.asarray((sparse.diags(scale) @ x).mean(axis=0)).ravel()
-    elif kind in _BINARY_KINDS:
-        x = sparse.csr_matrix(observed)
-        profile = np.asarray((x > 0).mean(axis=0)).ravel()
-    else:
-        raise ValueError(f"Unknown kind {kind!r}; use one of {_COUNT_KINDS + _BINARY_KINDS}.")
     return np.broadcast_to(profile.astype(np.float32), (n_cells, profile.size)).copy()

@@ -135,7 +135,7 @@ def plot_imputation(
     truth
         Observed raw counts, same shape, dense or sparse.
     kind
-        ``"rna"``, ``"adt"`` or ``"atac"``.
+        A modality kind (``"rna"``, ``"adt"``, ``"counts"``, ``"atac"``) or a likelihood name.
     max_points
         Entries drawn for the right panel.
     seed
@@ -147,14 +147,15 @@ def plot_imputation(
     -------
     matplotlib.figure.Figure
     """
-    from ._imputation import _binary_metrics, _take, log1p_normalize
+    from ._imputation import _binary_metrics, _is_binary, _take, log1p_normalize
 
     rng = np.random.default_rng(seed)
     n_cells, n_feat = truth.shape
     flat = rng.choice(n_cells * n_feat, size=min(max_points, n_cells * n_feat), replace=False)
     rows, cols = np.divmod(flat, n_feat)
     fig, (ax0, ax1) = _figure(2)
-    if kind in ("rna", "adt"):
+    binary = _is_binary(kind)  # raises on an unknown kind
+    if not binary:
         p, t = log1p_normalize(pred), log1p_normalize(truth)
         ax0.scatter(t.mean(0), p.mean(0), s=4, alpha=0.6)
         ax1.scatter(t[rows, cols], p[rows, cols], s=2, alpha=0.3, rasterized=True)
@@ -165,7 +166,7 @@ def plot_imputation(
         ax0.set_ylabel("imputed mean log1p(norm.)")
         ax1.set_xlabel("observed log1p(norm.)")
         ax1.set_ylabel("imputed log1p(norm.)")
-    elif kind == "atac":
+    else:
         t_bin = truth > 0
         obs_rate = np.asarray(t_bin.mean(axis=0)).ravel()
         pred_mean = np.asarray(pred.mean(axis=0)).ravel()
@@ -179,8 +180,6 @@ def plot_imputation(
         if y.any() and not y.all():
             m = _binary_metrics(pred, truth, max_entries=max_points, seed=seed)
             ax1.set_title(f"AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}")
-    else:
-        raise ValueError(f"Unknown kind {kind!r}; use 'rna', 'adt' or 'atac'.")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

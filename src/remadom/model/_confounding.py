@@ -54,8 +54,13 @@ CONFOUNDED_ENCODER_INPUT = {"adt": "clr"}
 def resolve_encoder_inputs(encoder_inputs, confounded: list, specs) -> dict[str, str]:
     """Resolve ``encoder_inputs="auto"`` from the confounding; a dict or ``None`` passes through.
 
+    The result overrides, per modality, the encoder input the module would otherwise use (the
+    spec's ``encoder_input``, else its likelihood head's ``default_encoder_input``).
+
     ``"auto"``: :data:`CONFOUNDED_ENCODER_INPUT` for the modalities of those kinds when some batch
-    is confounded, else no override. ``None``: every kind's default.
+    is confounded, except a modality whose setup chose its own ``encoder_input`` or whose
+    likelihood accepts negative values (a CLR of such data is undefined); else no override.
+    ``None``: no override.
     """
     if encoder_inputs is None:
         return {}
@@ -68,4 +73,8 @@ def resolve_encoder_inputs(encoder_inputs, confounded: list, specs) -> dict[str,
         raise ValueError(f"encoder_inputs={encoder_inputs!r}; use 'auto', None or {{modality: transform}}.")
     if not confounded:
         return {}
-    return {s.name: CONFOUNDED_ENCODER_INPUT[s.kind] for s in specs if s.kind in CONFOUNDED_ENCODER_INPUT}
+    return {
+        s.name: CONFOUNDED_ENCODER_INPUT[s.kind]
+        for s in specs
+        if s.kind in CONFOUNDED_ENCODER_INPUT and s.encoder_input is None and s.head.needs_nonnegative()
+    }

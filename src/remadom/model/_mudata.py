@@ -1,9 +1,9 @@
 """Unpadded mosaic MuData -> the padded AnnData layout REMADOM registers.
 
 The user's MuData is never modified: a new AnnData is built whose rows are
-``mdata.obs_names``, with RNA in ``X`` and the other modalities in ``obsm``, each
-zero-filled (sparse) for cells that lack it, and a ``has_<modality>`` mask in ``obs``.
-Sparse inputs stay sparse.
+``mdata.obs_names``, with the first modality in ``X`` and the others in
+``obsm["X_<modality>"]`` (feature names in ``uns["<modality>_names"]``), each zero-filled
+(sparse) for cells that lack it, and a ``has_<modality>`` mask in ``obs``. Sparse inputs stay sparse.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._validation import RemadomSetupError, read_mask
-
-#: Prefix of the mask columns of the internal AnnData.
-MUDATA_MASK_PREFIX = "has_"
+from .._constants import mask_column
+from ._validation import RemadomSetupError, mask_from_obs
 
 
 def _pad_rows(matrix, row_positions: np.ndarray, n_rows: int):
@@ -35,11 +33,8 @@ def _pad_rows(matrix, row_positions: np.ndarray, n_rows: int):
 
 def mudata_to_mosaic_anndata(
     mdata,
-    modalities: dict[str, str],
-    kinds: dict[str, str],
-    layers: dict[str, str | None] | None = None,
+    modalities: dict[str, dict],
     obs_keys: list[str] | None = None,
-    mask_keys: dict[str, str] | None = None,
     drop_cells_without_modalities: bool = False,
 ) -> tuple[AnnData, dict]:
     """Build REMADOM's padded AnnData from an (unpadded) mosaic MuData.
@@ -49,27 +44,21 @@ def mudata_to_mosaic_anndata(
     mdata
         MuData; a cell absent from ``mdata.mod[key]`` has that modality missing.
     modalities
-        Model modality name -> ``mdata.mod`` key.
-    kinds
-        Model modality name -> kind (``rna``, ``atac``, ``adt``, ``counts``).
-    layers
-        Model modality name -> layer of ``mdata.mod[key]`` (``None``: ``X``).
+        Model modality name -> ``{"mod": mdata.mod key, "layer": layer of it (None: X),
+        "kind", "likelihood", "encoder_input", "mask": optional extra mask column of mdata.obs}``.
+        A mask saying "observed" for a cell absent from the modality is an error.
     obs_keys
         Columns of ``mdata.obs`` to carry over (batch, labels, covariates).
-    mask_keys
-        Optional extra mask columns of ``mdata.obs``; a mask saying "observed" for a
-        cell absent from the modality is an error.
     drop_cells_without_modalities
         Leave out cells present in none of the chosen modalities instead of failing.
 
     Returns
     -------
     ``(adata, keys)``: the padded AnnData and the ``setup_anndata`` keyword arguments
-    that register it.
+    (``modalities=``) that register it.
     """
-    layers = layers or {}
-    mask_keys = mask_keys or {}
-    for name, mod in modalities.items():
+    for name, entry in modalities.items():
+        mod = entry["mod"]
         if mod not in mdata.mod:
             raise RemadomSetupError(
                 f"Modality {name!r} maps to mdata.mod[{mod!r}], which does not exist "
@@ -77,7 +66,8 @@ def mudata_to_mosaic_anndata(
             )
     obs_names = mdata.obs_names
     present = {}
-    for name, mod in modalities.items():
+    for name, entry in modalities.items():
+        mod = entry["mod"]
         mod_obs = mdata.mod[mod].obs_names
         unknown = ~mod_obs.isin(obs_names)
         if unknown.any():
@@ -94,8 +84,17 @@ def mudata_to_mosaic_anndata(
         keep |= p
     if not keep.all() and not drop_cells_without_modalities:
         bad = obs_names[~keep]
+        used = {e["mod"] for e in modalities.values()}
+        holders = [k for k in mdata.mod if k not in used and mdata.mod[k].obs_names.isin(bad).any()]
+        if holders:
+            raise RemadomSetupError(
+                f"{len(bad)} cell(s) of mdata.obs are in none of the modalities set up "
+                f"{sorted(used)} but in mdata.mod {holders}, which is not mapped to a model modality "
+                f"(e.g. {list(bad[:3])}). Map it, e.g. modalities={{..., 'adt': {holders[0]!r}}} "
+                f"(a name of its kind: rna, atac, adt, or any name with kind 'counts')."
+            )
         raise RemadomSetupError(
-            f"{len(bad)} cell(s) of mdata.obs are in none of the modalities {list(modalities.values())} "
+            f"{len(bad)} cell(s) of mdata.obs are in none of the modalities {sorted(used)} "
             f"(e.g. {list(bad[:3])}). Pass drop_cells_without_modalities=True to leave them out."
         )
     obs_names = obs_names[keep]
@@ -103,58 +102,45 @@ def mudata_to_mosaic_anndata(
     obs = mdata.obs.loc[obs_names, [k for k in (obs_keys or []) if k is not None]].copy()
 
     adata_kwargs = {"obs": obs, "obsm": {}, "uns": {}}
-    setup = {"use_rna": False, "mask_keys": {}}
-    extra = {}
-    for name, mod in modalities.items():
+    registered = {}
+    for name, entry in modalities.items():
+        mod, layer = entry["mod"], entry.get("layer")
         sub = mdata.mod[mod]
-        layer = layers.get(name)
+        if layer is not None and layer not in sub.layers:
+            raise RemadomSetupError(
+                f"Layer {layer!r} of modality {name!r} is not in mdata.mod[{mod!r}].layers "
+                f"(available: {list(sub.layers.keys())}). Fix it, or pass None to use X."
+            )
         matrix = sub.X if layer is None else sub.layers[layer]
         positions = obs_names.get_indexer(sub.obs_names)
         ok = positions >= 0
         matrix = matrix[np.where(ok)[0]] if not ok.all() else matrix
         padded = _pad_rows(matrix, positions[ok], len(obs_names))
-        mask_col = f"{MUDATA_MASK_PREFIX}{name}"
+        mask_col = mask_column(name)
         mask = present[name]
-        if name in mask_keys:
-            user_mask = read_mask(_ObsView(mdata.obs.loc[obs_names]), _MaskSpec(name, mask_keys[name]))
+        user_key = entry.get("mask")
+        if user_key is not None:
+            user_mask = mask_from_obs(mdata.obs.loc[obs_names], user_key, name)
             contradicted = user_mask & ~mask
             if contradicted.any():
                 raise RemadomSetupError(
-                    f"Mask obs[{mask_keys[name]!r}] says modality {name!r} is observed for "
+                    f"Mask obs[{user_key!r}] says modality {name!r} is observed for "
                     f"{int(contradicted.sum())} cell(s) absent from mdata.mod[{mod!r}] "
                     f"(e.g. {list(obs_names[contradicted][:3])}). Fix the mask or add the cells' data."
                 )
             mask = user_mask & mask
         obs[mask_col] = mask
-        setup["mask_keys"][name] = mask_col
         names = np.asarray(sub.var_names, dtype=str)
-        if kinds[name] == "rna" and name == "rna":
+        options = {k: entry[k] for k in ("kind", "likelihood", "encoder_input") if entry.get(k)}
+        if not registered:  # the first modality goes in X (as in views written before; var_names = its features)
             adata_kwargs["X"] = padded
             adata_kwargs["var"] = pd.DataFrame(index=pd.Index(names))
-            setup["use_rna"] = True
-            setup["rna_layer"] = None
+            registered[name] = {"layer": None, "mask": mask_col, **options}
             continue
         key = f"X_{name}"
         adata_kwargs["obsm"][key] = padded
         adata_kwargs["uns"][f"{name}_names"] = names
-        extra[name] = {"obsm_key": key, "kind": kinds[name]}
-    if extra:
-        setup["extra_modalities"] = extra
-    if "X" not in adata_kwargs:
-        adata_kwargs["X"] = sp.csr_matrix((len(obs_names), 0), dtype=np.float32)
+        registered[name] = {"obsm": key, "mask": mask_col, **options}
     adata = AnnData(**adata_kwargs)
-    return adata, setup
+    return adata, {"modalities": registered}
 
-
-class _ObsView:
-    """Minimal object with ``obs`` / ``n_obs`` so mask reading is shared with AnnData."""
-
-    def __init__(self, obs: pd.DataFrame):
-        self.obs = obs
-        self.n_obs = len(obs)
-
-
-class _MaskSpec:
-    def __init__(self, name: str, mask_key: str):
-        self.name = name
-        self.mask_key = mask_key

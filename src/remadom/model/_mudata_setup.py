@@ -6,8 +6,12 @@ import weakref
 
 from anndata import AnnData
 
+from ..modalities import MODALITY_NAME_ALIASES, kind_for_name
 from ._mudata import mudata_to_mosaic_anndata
 from ._validation import RemadomSetupError
+
+#: Keys a ``setup_mudata(modalities={name: {...}})`` entry may have.
+MUDATA_ENTRY_KEYS = ("mod", "layer", "kind", "likelihood", "mask", "encoder_input")
 
 #: ``uns`` key of the view holding the ``setup_mudata`` arguments.
 MUDATA_SETUP_UNS_KEY = "_remadom_mudata_setup"
@@ -31,7 +35,7 @@ class MuDataSetupMixin:
     def setup_mudata(
         cls,
         mdata,
-        modalities: dict[str, str] | None = None,
+        modalities: dict[str, str | dict] | None = None,
         *,
         rna_layer: str | None = None,
         layers: dict[str, str | None] | None = None,
@@ -55,14 +59,19 @@ class MuDataSetupMixin:
         mdata
             MuData with raw counts in each modality.
         modalities
-            Model modality name -> ``mdata.mod`` key. Default: those of ``rna``, ``atac``,
-            ``adt`` present in ``mdata.mod``.
+            Model modality name -> ``mdata.mod`` key, e.g. ``{"rna": "rna", "adt": "prot"}``,
+            or -> ``{"mod": key, "layer": ..., "kind": ..., "likelihood": ..., "mask": ...,
+            "encoder_input": ...}`` (the entries of :meth:`setup_anndata`'s ``modalities`` plus
+            ``mod``). The kind defaults from the model name, else from the ``mdata.mod`` key,
+            which may be a muon / scvi-tools name (``gex``, ``peaks``, ``prot``, ``protein``, ...;
+            see :data:`~remadom.modalities.MODALITY_NAME_ALIASES`). Default: every ``mdata.mod``
+            key with such a name, under its kind's name (``prot`` -> ``adt``).
         rna_layer
-            Layer of the RNA modality with raw counts (``None``: ``X``).
+            Shorthand: layer of the ``rna`` modality with raw counts (``None``: ``X``).
         layers
-            Layer per modality (overrides ``rna_layer``).
+            Shorthand: layer per modality (overrides ``rna_layer``).
         kinds
-            Kind per modality for names other than rna/atac/adt (default ``counts``).
+            Shorthand: kind per modality.
         mask_keys
             Optional boolean ``mdata.obs`` columns further restricting availability.
         batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
@@ -80,20 +89,51 @@ class MuDataSetupMixin:
         cls._remember_view(mdata, view)
 
     @classmethod
+    def _mudata_modalities(cls, mdata, mudata_setup: dict) -> dict[str, dict]:
+        """``{name: {"mod": ..., ...}}`` from ``setup_mudata``'s arguments (shorthand folded in)."""
+        given = mudata_setup.get("modalities")
+        if given is None:
+            given = {}
+            for key in mdata.mod:
+                kind = MODALITY_NAME_ALIASES.get(key.lower())
+                if kind is not None and kind not in given:
+                    given[kind] = key
+            if not given:
+                raise RemadomSetupError(
+                    f"No modality to set up: mdata.mod has {list(mdata.mod.keys())}, none with a name "
+                    f"REMADOM recognises ({sorted(MODALITY_NAME_ALIASES)}). Map them, e.g. "
+                    "modalities={'rna': '<mod key>', 'h3k27me3': {'mod': '<mod key>', 'kind': 'counts'}}."
+                )
+        layers = dict(mudata_setup.get("layers") or {})
+        if mudata_setup.get("rna_layer") is not None:
+            layers.setdefault("rna", mudata_setup["rna_layer"])
+        kinds = mudata_setup.get("kinds") or {}
+        masks = mudata_setup.get("mask_keys") or {}
+        for what, names in (("layers", layers), ("kinds", kinds), ("mask_keys", masks)):
+            unknown = set(names) - set(given) - ({"rna"} if what == "layers" else set())
+            if unknown:
+                raise RemadomSetupError(f"{what} names unknown modalities {sorted(unknown)}; the modalities "
+                                        f"set up are {list(given)}.")
+        out = {}
+        for name, entry in given.items():
+            entry = {"mod": entry} if isinstance(entry, str) else dict(entry)
+            unknown = set(entry) - set(MUDATA_ENTRY_KEYS)
+            if unknown:
+                raise RemadomSetupError(f"modalities[{name!r}] has unknown keys {sorted(unknown)}; allowed: "
+                                        f"{list(MUDATA_ENTRY_KEYS)}.")
+            entry.setdefault("mod", name)
+            if name in layers:
+                entry.setdefault("layer", layers[name])
+            if name in masks:
+                entry.setdefault("mask", masks[name])
+            known = name.lower() in MODALITY_NAME_ALIASES
+            entry.setdefault("kind", kinds.get(name) or kind_for_name(name if known else entry["mod"]))
+            out[name] = entry
+        return out
+
+    @classmethod
     def _build_mudata_view(cls, mdata, mudata_setup: dict) -> tuple[AnnData, dict]:
-        modalities = mudata_setup.get("modalities") or {
-            k: k for k in ("rna", "atac", "adt") if k in mdata.mod
-        }
-        if not modalities:
-            raise RemadomSetupError(
-                f"No modality to set up: mdata.mod has {list(mdata.mod.keys())}. Pass "
-                "modalities={'rna': '<mod key>', ...}."
-            )
-        kinds = {n: (mudata_setup.get("kinds") or {}).get(n, n if n in ("rna", "atac", "adt") else "counts")
-                 for n in modalities}
-        layers = {n: (mudata_setup.get("layers") or {}).get(n) for n in modalities}
-        if "rna" in modalities and "rna" not in (mudata_setup.get("layers") or {}):
-            layers["rna"] = mudata_setup.get("rna_layer")
+        modalities = cls._mudata_modalities(mdata, mudata_setup)
         obs_keys = [mudata_setup.get("batch_key"), mudata_setup.get("labels_key"),
                     *(mudata_setup.get("categorical_covariate_keys") or []),
                     *(mudata_setup.get("continuous_covariate_keys") or [])]
@@ -102,8 +142,7 @@ class MuDataSetupMixin:
                 raise RemadomSetupError(f"{key!r} is not a column of mdata.obs (available: "
                                         f"{list(mdata.obs.columns)[:20]}).")
         view, setup_kwargs = mudata_to_mosaic_anndata(
-            mdata, modalities, kinds, layers, obs_keys, mudata_setup.get("mask_keys"),
-            mudata_setup.get("drop_cells_without_modalities", False),
+            mdata, modalities, obs_keys, mudata_setup.get("drop_cells_without_modalities", False),
         )
         view.uns[MUDATA_SETUP_UNS_KEY] = {**mudata_setup, "modalities": modalities}
         return view, setup_kwargs

@@ -17,13 +17,15 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .. import _compat
-from ..module import RemadomModule
+from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ._confounding import confounded_batches, resolve_encoder_inputs
+from ._fields import ModalityField, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
-from ._setup import apply_likelihoods, build_specs, feature_names, modality_statistics, registry_fields
+from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
 from ._uncertainty import predictive_summary
 from ._validation import (
+    RemadomSetupError,
     check_categorical_key,
     check_masks,
     check_modality_matrix,
@@ -34,8 +36,6 @@ from ._validation import (
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
-
-_SETUP_KEYS = ("rna_layer", "atac_obsm_key", "adt_obsm_key", "extra_modalities", "mask_keys", "likelihoods")
 
 
 class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
@@ -77,11 +77,14 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         See :class:`~remadom.module.RemadomModule`.
     encoder_inputs
         ``{modality: transform}`` overriding the encoder input transform of a modality
-        (``"log1p"``, ``"clr"``, ``"binary"``, ``"tfidf"``); ``None``: each kind's default.
-        ``"auto"`` (default): ADT encoded from its CLR instead of ``log1p`` when a batch is
-        confounded with the modalities it measured (no cell of it shares its set of modalities
-        with a cell of another batch, e.g. an ADT-only study next to a CITE-seq one; listed in
-        ``model.confounded_batches_``), else the kinds' defaults. The user guide section "When
+        (``"log1p"``, ``"clr"``, ``"identity"``; see :class:`~remadom.nn.networks.EncoderInput`);
+        ``None``: each modality's own (its ``encoder_input`` at setup, else its likelihood's
+        ``default_encoder_input``). ``"auto"`` (default): ADT encoded from its CLR instead of
+        ``log1p`` when a batch is confounded with the modalities it measured (no cell of it shares
+        its set of modalities with a cell of another batch, e.g. an ADT-only study next to a
+        CITE-seq one; listed in ``model.confounded_batches_``), unless setup gave the modality an
+        ``encoder_input`` or its likelihood takes values that may be negative (``gaussian``);
+        else each modality's own. The user guide section "When
         studies measured different modalities" gives the ablation behind it.
 
     Examples
@@ -115,19 +118,19 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             adata = self._mudata_view(adata)
         super().__init__(adata)
         self.mudata_setup_ = adata.uns.get(MUDATA_SETUP_UNS_KEY)
-        registered = self._registered_specs(adata)
+        registered = registered_specs(self.adata_manager)
         self.specs = apply_likelihoods(registered, likelihoods)
         for old, new in zip(registered, self.specs):
             if new.likelihood != old.likelihood:
                 check_modality_matrix(adata, new, get_modality_matrix(adata, new))
-        self.feature_names_ = {s.name: feature_names(adata, s) for s in self.specs}
+        n_features = {m: len(names) for m, names in registered_feature_names(self.adata_manager).items()}
         self.confounded_batches_ = confounded_batches(
             self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
             {s.name: read_mask(adata, s) for s in self.specs},
         )
         encoder_inputs = resolve_encoder_inputs(encoder_inputs, self.confounded_batches_, self.specs)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
-        modalities = [{**s.to_dict(), "n_features": len(self.feature_names_[s.name])} for s in self.specs]
+        modalities = [{**s.to_dict(), "n_features": n_features[s.name]} for s in self.specs]
         self.module = self._module_cls(
             modalities=modalities,
             n_batch=self.summary_stats.n_batch,
@@ -161,6 +164,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         atac_obsm_key: str | None = None,
         adt_obsm_key: str | None = None,
         *,
+        modalities: dict[str, dict] | None = None,
         use_rna: bool = True,
         extra_modalities: dict[str, dict] | None = None,
         mask_keys: dict[str, str] | None = None,
@@ -172,6 +176,19 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         **kwargs,
     ):
         """Register an AnnData holding one or more modalities.
+
+        Each modality is one entry of ``modalities``; it may live in ``X``, a layer or
+        ``obsm``, sparse or dense::
+
+            REMADOM.setup_anndata(adata, modalities={
+                "rna": {"layer": "counts"},                      # kind from the name; default likelihood
+                "atac": {"obsm": "X_atac"},
+                "adt": {"obsm": "X_adt", "likelihood": "gaussian", "mask": "has_adt"},
+                "h3k27me3": {"obsm": "X_chip", "kind": "counts", "likelihood": "nb"},
+            }, batch_key="batch")
+
+        ``rna_layer`` / ``atac_obsm_key`` / ``adt_obsm_key`` / ``extra_modalities`` /
+        ``use_rna`` are shorthand that build the same mapping.
 
         A modality is missing for a cell only where its mask column says so (default
         ``obs["has_<modality>"]``; without that column every cell has the modality).
@@ -185,16 +202,22 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         ----------
         %(param_adata)s
         rna_layer
-            Layer with raw RNA counts; ``None`` uses ``adata.X``.
+            Shorthand: layer with raw RNA counts; ``None`` uses ``adata.X``.
         atac_obsm_key
-            ``obsm`` key of the cells x peaks ATAC matrix (dense or scipy sparse).
+            Shorthand: ``obsm`` key of the cells x peaks ATAC matrix (dense or scipy sparse).
         adt_obsm_key
-            ``obsm`` key of the cells x proteins ADT counts (array or DataFrame; a
+            Shorthand: ``obsm`` key of the cells x proteins ADT counts (array or DataFrame; a
             DataFrame's columns, or ``uns["adt_names"]``, name the proteins).
+        modalities
+            ``{name: entry}``, in model order. An entry has one of ``"layer"`` (``None`` or
+            ``"X"``: ``adata.X``) or ``"obsm"``, and optionally ``"kind"`` (one of
+            :data:`~remadom.MODALITY_KINDS`; default from the name, ``"counts"`` for other names),
+            ``"likelihood"`` (a name of :data:`~remadom.nn.LIKELIHOODS`; default per kind),
+            ``"mask"`` (boolean obs column) and ``"encoder_input"``. Replaces the shorthand.
         use_rna
-            Set to ``False`` when the AnnData has no RNA.
+            Shorthand: set to ``False`` when the AnnData has no RNA.
         extra_modalities
-            More modalities, ``{name: {"obsm_key": ..., "kind": "counts", "likelihood": "nb"}}``.
+            Shorthand: more modalities, ``{name: {"obsm_key": ..., "kind": "counts", "likelihood": "nb"}}``.
         mask_keys
             ``{modality: obs column}`` of boolean availability masks.
         likelihoods
@@ -207,10 +230,20 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         %(param_cont_cov_keys)s
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        specs = build_specs(adata, rna_layer, atac_obsm_key, adt_obsm_key, use_rna, extra_modalities, mask_keys,
-                            likelihoods)
-        for spec in specs:
-            check_modality_matrix(adata, spec, get_modality_matrix(adata, spec))
+        if modalities is None:
+            modalities = sugar_to_modalities(rna_layer, atac_obsm_key, adt_obsm_key, use_rna, extra_modalities)
+        elif rna_layer is not None or atac_obsm_key is not None or adt_obsm_key is not None or extra_modalities:
+            raise RemadomSetupError(
+                "Pass either modalities= or the shorthand rna_layer/atac_obsm_key/adt_obsm_key/"
+                "extra_modalities, not both: put every modality in modalities=."
+            )
+        specs = build_specs(adata, modalities, mask_keys, likelihoods)
+        fields = registry_fields(
+            specs, batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
+        )
+        for field in fields:
+            if isinstance(field, ModalityField):
+                field.validate_field(adata)
         check_masks({s.name: read_mask(adata, s) for s in specs}, adata.obs_names)
         check_categorical_key(adata, batch_key, "batch_key")
         check_categorical_key(adata, labels_key, "labels_key")
@@ -218,16 +251,26 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             check_categorical_key(adata, key, "categorical covariate")
         for key in continuous_covariate_keys or []:
             check_categorical_key(adata, key, "continuous covariate")
-        fields = registry_fields(
-            adata, specs, batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
-        )
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
-    def _registered_specs(self, adata):
-        args = self.adata_manager.registry[_compat._SETUP_ARGS_KEY]
-        return build_specs(adata, **{k: args.get(k) for k in _SETUP_KEYS}, use_rna=args.get("use_rna", True))
+    @property
+    def feature_names_(self) -> dict[str, np.ndarray]:
+        """Feature names of each modality, as registered (read-only; from the data registry)."""
+        return registered_feature_names(self.adata_manager)
+
+    @feature_names_.setter
+    def feature_names_(self, saved: dict) -> None:
+        # scvi-tools' load sets every saved ``*_`` attribute; models saved before the names
+        # moved to the registry carry them: they must agree with the data's
+        current = self.feature_names_
+        for name, names in (saved or {}).items():
+            if name in current and not np.array_equal(np.asarray(names, dtype=str), np.asarray(current[name], dtype=str)):
+                raise RemadomSetupError(
+                    f"The {name!r} features of this data do not match those the model was trained on. "
+                    f"Subset/reorder the data to the model's features."
+                )
 
     @property
     def modality_names(self) -> list[str]:
@@ -385,7 +428,7 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         out = []
         for tensors in self._loader(adata, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors), use_modalities=modalities)
-            out.append((inf["qz_m"] if give_mean else inf["z"]).float().cpu())
+            out.append((inf[MODULE_KEYS.QZ_MEAN_KEY] if give_mean else inf[MODULE_KEYS.Z_KEY]).float().cpu())
         return torch.cat(out).numpy()
 
     def _valid_decode_batches(self, target: str) -> np.ndarray:
@@ -439,8 +482,8 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         Returns
         -------
         ``(n_cells, n_features)``: RNA/counts expected counts at ``library_size``, ATAC
-        accessibility probabilities, ADT foreground expected counts (``nbmixture``) or CLR
-        means (``gaussian``). With ``return_uncertainty``, a tuple ``(values, spread)`` where
+        accessibility probabilities, ADT foreground expected counts (``nbmixture``), CLR
+        means (``gaussian_clr``) or means on the values' scale (``gaussian``). With ``return_uncertainty``, a tuple ``(values, spread)`` where
         ``spread`` has ``std``, ``lower`` and ``upper`` arrays (the predictive distribution of a
         new measurement: raw counts, at ``library_size`` for RNA/counts, background included for
         ADT) and ``mean``, ``interval``, ``n_samples``.
@@ -457,11 +500,12 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
             inf = self.module.inference(**self.module._get_inference_input(tensors),
                                         use_modalities=from_modalities)
             gen_in = self.module._get_generative_input(tensors, inf)
-            batch_index = gen_in["batch_index"]
-            own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(inf["qz_m"].device)
+            qz_m = inf[MODULE_KEYS.QZ_MEAN_KEY]
+            batch_index = gen_in[MODULE_KEYS.BATCH_INDEX_KEY]
+            own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(qz_m.device)
             acc = 0.0
             for _ in range(n_samples):
-                z = inf["qz_m"] if n_samples == 1 else inf["qz"].sample()
+                z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
                 acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
             pred = acc / n_samples
             if scales:
@@ -478,19 +522,21 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
         return values
 
     def _decode_expected(self, target, z, gen_in, own_ok, valid):
+        k = MODULE_KEYS
+
         def decode(batch_index):
             gen = self.module.generative(
-                z, gen_in["library"], batch_index, gen_in["cat_covs"], gen_in["cont_covs"],
+                z, gen_in[k.LIBRARY_KEY], batch_index, gen_in[k.CAT_COVS_KEY], gen_in[k.CONT_COVS_KEY],
                 target_modalities=[target],
             )
-            return self.module.heads[target].expected(gen["params"][target])
+            return self.module.heads[target].expected(gen[k.PARAMS_KEY][target])
 
-        pred = decode(gen_in["batch_index"])
+        pred = decode(gen_in[k.BATCH_INDEX_KEY])
         if not bool(own_ok.all()):
             bad = ~own_ok
             avg = 0.0
             for code in valid.tolist():
-                avg = avg + decode(torch.full_like(gen_in["batch_index"], code))[bad]
+                avg = avg + decode(torch.full_like(gen_in[k.BATCH_INDEX_KEY], code))[bad]
             pred[bad] = avg / len(valid)
         return pred
 
@@ -503,15 +549,19 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
                            return_numpy=return_numpy)
 
     @torch.inference_mode()
-    def get_reconstruction_error(self, adata=None, indices=None, batch_size=None, **kwargs) -> dict:
-        """Mean negative log-likelihood per modality, over the cells that have it."""
+    def get_reconstruction_error(self, adata=None, indices=None, batch_size=None) -> dict:
+        """Mean negative log-likelihood per modality, over the cells that have it.
+
+        The plain NLL of each modality's likelihood: ``modality_weights`` do not apply.
+        """
         adata = self._validate_anndata(adata)
         self.module.eval()
         totals = dict.fromkeys(self.modality_names, 0.0)
         counts = dict.fromkeys(self.modality_names, 0.0)
+        unweighted = {"modality_weights": dict.fromkeys(self.modality_names, 1.0)}
         for tensors in self._loader(adata, indices, batch_size):
-            _, _, loss = self.module(tensors)
-            observed = self.module.observed_masks(*self.module._get_inference_input(tensors).values())
+            inf, _, loss = self.module(tensors, loss_kwargs=unweighted)
+            observed = inf[MODULE_KEYS.OBSERVED_KEY]
             for i, m in enumerate(self.modality_names):
                 totals[m] += float(loss.reconstruction_loss[m].sum())
                 counts[m] += float(observed[i].sum())
@@ -524,24 +574,13 @@ class REMADOM(MuDataSetupMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelCl
 
         Raises
         ------
-        ValueError
-            If the features of a modality differ from those the model was trained on.
+        RemadomSetupError
+            If the features of a modality differ from those the model was trained on
+            (checked by each modality's :class:`~remadom.model.ModalityField`).
         """
         attr_dict, _, _, _ = _compat._load_saved_files(dir_path, load_adata=False,
                                                         prefix=kwargs.get("prefix"), map_location="cpu")
         if adata is not None and is_mudata(adata):
             adata = cls._mudata_view(adata, attr_dict.get("mudata_setup_"))
-        if adata is not None and "feature_names_" in attr_dict:
-            registry = attr_dict["registry_"]
-            args = registry[_compat._SETUP_ARGS_KEY]
-            specs = build_specs(adata, **{k: args.get(k) for k in _SETUP_KEYS}, use_rna=args.get("use_rna", True))
-            for spec in specs:
-                saved = np.asarray(attr_dict["feature_names_"].get(spec.name, []))
-                found = feature_names(adata, spec)
-                if len(saved) != len(found) or not np.array_equal(saved, found):
-                    raise ValueError(
-                        f"The {spec.name!r} features of this data ({len(found)}) do not match the "
-                        f"{len(saved)} the model was trained on. Subset/reorder the data to the "
-                        f"model's features: model.feature_names_[{spec.name!r}]."
-                    )
+        # each ModalityField's transfer_field checks the features of ``adata`` against the registry
         return super().load(dir_path, adata=adata, **kwargs)

@@ -1,47 +1,50 @@
-"""From ``setup_anndata`` arguments to modality specs, scvi-tools fields and data statistics."""
+"""From ``setup_anndata`` arguments to modality specs, scvi-tools fields and data statistics.
+
+``modalities=`` is the one registration path: :func:`sugar_to_modalities` turns the
+older ``rna_layer`` / ``atac_obsm_key`` / ``adt_obsm_key`` / ``extra_modalities`` arguments
+into the same mapping, and :func:`build_specs` turns the mapping into
+:class:`~remadom.modalities.ModalitySpec` objects.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import (
     CategoricalJointObsField,
     CategoricalObsField,
-    LayerField,
     NumericalJointObsField,
     NumericalObsField,
-    ObsmField,
 )
 
-from .._constants import mask_key, modality_key
-from ..modalities import MODALITY_KINDS, ModalitySpec
-from ..nn.likelihoods import LIKELIHOODS
+from .._constants import MASK_COLUMN_PREFIX, mask_key
+from ..modalities import MODALITY_KINDS, ModalitySpec, kind_for_name
+from ..nn.networks import encoder_input_statistics
+from ._fields import ModalityField
 from ._validation import RemadomSetupError, get_modality_matrix, read_mask
 
 _MAX_CELLS_FOR_STATS = 20_000
+#: Keys a ``modalities={name: {...}}`` entry may have.
+MODALITY_ENTRY_KEYS = ("layer", "obsm", "kind", "likelihood", "mask", "encoder_input")
 
 
-def build_specs(
-    adata,
-    rna_layer: str | None,
-    atac_obsm_key: str | None,
-    adt_obsm_key: str | None,
-    use_rna: bool,
-    extra_modalities: dict | None,
-    mask_keys: dict | None,
-    likelihoods: dict | None = None,
-) -> list[ModalitySpec]:
-    """Modality specs for the given setup arguments (model order: rna, atac, adt, extras)."""
-    specs = []
+def sugar_to_modalities(
+    rna_layer: str | None = None,
+    atac_obsm_key: str | None = None,
+    adt_obsm_key: str | None = None,
+    use_rna: bool = True,
+    extra_modalities: dict | None = None,
+) -> dict[str, dict]:
+    """The ``modalities=`` mapping that the older per-slot arguments stand for (model order: rna, atac, adt, extras)."""
+    modalities: dict[str, dict] = {}
     if use_rna:
-        specs.append(ModalitySpec("rna", "rna", "layers", rna_layer))
+        modalities["rna"] = {"layer": rna_layer}
     if atac_obsm_key is not None:
-        specs.append(ModalitySpec("atac", "atac", "obsm", atac_obsm_key))
+        modalities["atac"] = {"obsm": atac_obsm_key}
     if adt_obsm_key is not None:
-        specs.append(ModalitySpec("adt", "adt", "obsm", adt_obsm_key))
+        modalities["adt"] = {"obsm": adt_obsm_key}
     for name, cfg in (extra_modalities or {}).items():
-        if name in {s.name for s in specs}:
+        if name in modalities:
             raise RemadomSetupError(f"extra_modalities repeats the modality name {name!r}; names must be unique.")
         unknown = set(cfg) - {"obsm_key", "kind", "likelihood"}
         if unknown or "obsm_key" not in cfg:
@@ -49,32 +52,82 @@ def build_specs(
                 f"extra_modalities[{name!r}] must be a dict with 'obsm_key' and optional 'kind' "
                 f"(one of {sorted(MODALITY_KINDS)}) and 'likelihood'; got keys {sorted(cfg)}."
             )
-        specs.append(ModalitySpec(name, cfg.get("kind", "counts"), "obsm", cfg["obsm_key"],
-                                  likelihood=cfg.get("likelihood")))
-    if not specs:
+        modalities[name] = {"obsm": cfg["obsm_key"], "kind": cfg.get("kind", "counts"),
+                            "likelihood": cfg.get("likelihood")}
+    return modalities
+
+
+def _location(name: str, entry: dict) -> tuple[str, str | None]:
+    if "layer" in entry and "obsm" in entry:
         raise RemadomSetupError(
-            "No modality was given. Pass at least one of rna (default adata.X), atac_obsm_key, "
-            "adt_obsm_key or extra_modalities."
+            f"modalities[{name!r}] gives both 'layer' and 'obsm'; a modality lives in one place."
         )
-    mask_keys = dict(mask_keys or {})
-    unknown = set(mask_keys) - {s.name for s in specs}
-    if unknown:
+    if "obsm" in entry:
+        if entry["obsm"] is None:
+            raise RemadomSetupError(f"modalities[{name!r}]['obsm'] is None; give the obsm key.")
+        return "obsm", entry["obsm"]
+    layer = entry.get("layer")
+    return "layers", None if layer in (None, "X") else layer
+
+
+def build_specs(
+    adata,
+    modalities: dict,
+    mask_keys: dict | None = None,
+    likelihoods: dict | None = None,
+) -> list[ModalitySpec]:
+    """Modality specs for a ``modalities=`` mapping, in its order.
+
+    Parameters
+    ----------
+    adata
+        The AnnData being registered (mask columns are looked up in its ``obs``).
+    modalities
+        ``{name: {"layer" | "obsm": key, "kind": ..., "likelihood": ..., "mask": ..., "encoder_input": ...}}``;
+        a string value is a layer name. The kind defaults to the name's
+        (:func:`~remadom.modalities.kind_for_name`), the mask to ``obs["has_<name>"]`` when present.
+    mask_keys, likelihoods
+        ``{name: value}`` overrides of the entries' ``mask`` / ``likelihood``.
+    """
+    if not modalities:
         raise RemadomSetupError(
-            f"mask_keys names unknown modalities {sorted(unknown)}; the modalities set up are "
-            f"{[s.name for s in specs]}."
+            "No modality was given. Pass modalities={'rna': {'layer': 'counts'}, ...} (or rna_layer=, "
+            "atac_obsm_key=, adt_obsm_key=, extra_modalities=)."
         )
-    for spec in specs:
-        if spec.name in mask_keys:
-            key = mask_keys[spec.name]
-            if key not in adata.obs:
-                raise RemadomSetupError(
-                    f"Mask column {key!r} for modality {spec.name!r} is not in obs. Add it, or leave "
-                    "the modality out of mask_keys to mark every cell as observed."
-                )
-            spec.mask_key = key
-        elif f"has_{spec.name}" in adata.obs:
-            spec.mask_key = f"has_{spec.name}"
-    return apply_likelihoods(specs, likelihoods)
+    if not isinstance(modalities, dict):
+        raise RemadomSetupError(f"modalities must be a dict {{name: {{...}}}}, got {type(modalities).__name__}.")
+    names = list(modalities)
+    for what, overrides in (("mask_keys", mask_keys), ("likelihoods", likelihoods)):
+        unknown = set(overrides or {}) - set(names)
+        if unknown:
+            raise RemadomSetupError(
+                f"{what} names unknown modalities {sorted(unknown)}; the modalities set up are {names}."
+            )
+    specs = []
+    for name, entry in modalities.items():
+        if entry is None or isinstance(entry, str):
+            entry = {"layer": entry}
+        if not isinstance(entry, dict):
+            raise RemadomSetupError(f"modalities[{name!r}] must be a dict, got {type(entry).__name__}.")
+        unknown = set(entry) - set(MODALITY_ENTRY_KEYS)
+        if unknown:
+            raise RemadomSetupError(
+                f"modalities[{name!r}] has unknown keys {sorted(unknown)}; allowed: {list(MODALITY_ENTRY_KEYS)}."
+            )
+        attr, key = _location(name, entry)
+        mask = (mask_keys or {}).get(name, entry.get("mask"))
+        if mask is not None and mask not in adata.obs:
+            raise RemadomSetupError(
+                f"Mask column {mask!r} for modality {name!r} is not in obs. Add it, or leave the "
+                "modality's mask out to mark every cell as observed."
+            )
+        if mask is None and f"{MASK_COLUMN_PREFIX}{name}" in adata.obs:
+            mask = f"{MASK_COLUMN_PREFIX}{name}"
+        specs.append(ModalitySpec(
+            name, entry.get("kind") or kind_for_name(name), attr, key, mask,
+            (likelihoods or {}).get(name, entry.get("likelihood")), entry.get("encoder_input"),
+        ))
+    return specs
 
 
 def apply_likelihoods(specs: list[ModalitySpec], likelihoods: dict | None) -> list[ModalitySpec]:
@@ -86,21 +139,17 @@ def apply_likelihoods(specs: list[ModalitySpec], likelihoods: dict | None) -> li
         raise RemadomSetupError(
             f"likelihoods names unknown modalities {sorted(unknown)}; the model has {names}."
         )
-    return [
-        ModalitySpec(s.name, s.kind, s.attr, s.key, s.mask_key, likelihoods.get(s.name, s.likelihood))
-        for s in specs
-    ]
+    return [ModalitySpec(**{**s.to_dict(), "likelihood": likelihoods.get(s.name, s.likelihood)}) for s in specs]
 
 
 def registry_fields(
-    adata,
     specs: list[ModalitySpec],
     batch_key: str | None,
     labels_key: str | None,
     categorical_covariate_keys: list[str] | None,
     continuous_covariate_keys: list[str] | None,
 ) -> list:
-    """scvi-tools fields registering every modality, its mask and the covariates."""
+    """scvi-tools fields registering every modality (a :class:`ModalityField`), its mask and the covariates."""
     fields = [
         CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
         CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
@@ -108,29 +157,10 @@ def registry_fields(
         NumericalJointObsField(REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys),
     ]
     for spec in specs:
-        if spec.attr == "layers":
-            fields.append(LayerField(modality_key(spec.name), spec.key, is_count_data=False))
-        else:
-            names_key = f"{spec.name}_names"
-            fields.append(
-                ObsmField(modality_key(spec.name), spec.key,
-                          colnames_uns_key=names_key if names_key in adata.uns else None)
-            )
+        fields.append(ModalityField(spec))
         if spec.mask_key is not None:
             fields.append(NumericalObsField(mask_key(spec.name), spec.mask_key))
     return fields
-
-
-def feature_names(adata, spec: ModalitySpec) -> np.ndarray:
-    """Feature names of a modality (var_names, DataFrame columns, ``uns['<name>_names']`` or indices)."""
-    matrix = get_modality_matrix(adata, spec)
-    if spec.attr == "layers":
-        return np.asarray(adata.var_names, dtype=str)
-    if hasattr(matrix, "columns"):
-        return np.asarray(matrix.columns, dtype=str)
-    if f"{spec.name}_names" in adata.uns:
-        return np.asarray(adata.uns[f"{spec.name}_names"], dtype=str)
-    return np.asarray([f"{spec.name}_{i}" for i in range(matrix.shape[1])])
 
 
 def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
@@ -143,37 +173,20 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
 def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
     """Initialization statistics of each modality, computed on its observed cells.
 
-    Mean feature proportions (count likelihoods), ATAC inverse document frequency, open rate and
-    mean log depth, ADT background level.
+    Returns ``{name: {"head": ..., "encoder": ...}}``: what the likelihood head's
+    :meth:`~remadom.nn.LikelihoodHead.data_statistics` and the encoder input
+    (:func:`~remadom.nn.networks.encoder_input_statistics`) compute.
     """
     stats = {}
     for spec in specs:
-        scaled = LIKELIHOODS[spec.likelihood].scales_with_library  # NB / ZINB / Poisson
-        binary = spec.encoder_input == "tfidf" or spec.likelihood == "bernoulli"
-        if not (scaled or binary or spec.likelihood == "nbmixture"):
-            continue
         matrix = get_modality_matrix(adata, spec)
         if hasattr(matrix, "to_numpy"):
             matrix = matrix.to_numpy()
-        rows = _observed_rows(adata, spec)
-        sub = matrix[rows]
-        if scaled:
-            lib = np.asarray(sub.sum(1)).ravel().astype(np.float64)
-            inv = np.divide(1.0, lib, out=np.zeros_like(lib), where=lib > 0)
-            share = sp.diags(inv) @ sub if sp.issparse(sub) else np.asarray(sub) * inv[:, None]
-            stats[spec.name] = {"mean_proportion": np.asarray(share.mean(0)).ravel().astype(np.float32)}
-        elif binary:
-            is_open = sub > 0
-            open_cells = np.asarray(is_open.sum(0)).ravel()
-            n_open = np.asarray(is_open.sum(1)).ravel()
-            stats[spec.name] = {
-                "idf": (len(rows) / (1.0 + open_cells)).astype(np.float32),
-                "open_rate": (open_cells / max(len(rows), 1)).astype(np.float32),
-                "log_depth_ref": float(np.log1p(n_open).mean()) if len(n_open) else 0.0,
-            }
-        else:
-            # nbmixture is a protein likelihood: tens to hundreds of features, dense is cheap
-            dense = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-            low = np.percentile(dense, 25, axis=0) if len(dense) else np.zeros(dense.shape[1])
-            stats[spec.name] = {"background_init": np.log1p(low).astype(np.float32)}
+        sub = matrix[_observed_rows(adata, spec)]
+        if spec.is_binary:
+            sub = sub > 0
+        stats[spec.name] = {
+            "head": spec.head.data_statistics(sub),
+            "encoder": encoder_input_statistics(spec.resolved_encoder_input, sub),
+        }
     return stats

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..module import MODULE_KEYS as K
+
 #: Largest number of sampled values held at once (draws x cells x features), so that a wide
 #: modality (25k ATAC peaks) is processed a few cells at a time.
 _MAX_DRAWN_VALUES = 20_000_000
@@ -86,19 +88,19 @@ def predictive_summary(
     for tensors in model._loader(adata, indices, batch_size):
         inf = module.inference(**module._get_inference_input(tensors), use_modalities=from_modalities)
         gen_in = module._get_generative_input(tensors, inf)
-        own = gen_in["batch_index"]
+        own = gen_in[K.BATCH_INDEX_KEY]
         own_ok = torch.isin(own.view(-1).cpu(), valid).to(own.device).view(own.shape)
         n = own.shape[0]
-        library = {**gen_in["library"], target: _decode_library(head, gen_in["library"][target], n, library_size)}
+        library = {**gen_in[K.LIBRARY_KEY], target: _decode_library(head, gen_in[K.LIBRARY_KEY][target], n, library_size)}
         draws = []
         for s in range(n_samples):
             code = int(valid[s % len(valid)])
             batch_index = torch.where(own_ok, own, torch.full_like(own, code))
             gen = module.generative(
-                inf["qz"].sample(), library, batch_index, gen_in["cat_covs"], gen_in["cont_covs"],
+                inf[K.QZ_KEY].sample(), library, batch_index, gen_in[K.CAT_COVS_KEY], gen_in[K.CONT_COVS_KEY],
                 target_modalities=[target],
             )
-            draws.append(head.sample(gen["params"][target]).float())
+            draws.append(head.sample(gen[K.PARAMS_KEY][target]).float())
         d = torch.stack(draws)  # (n_samples, n, n_features)
         parts["mean"].append(d.mean(0).cpu())
         parts["std"].append(d.std(0).cpu())

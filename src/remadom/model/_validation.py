@@ -33,7 +33,8 @@ def get_modality_matrix(adata, spec: ModalitySpec):
         if spec.key not in adata.layers:
             raise RemadomSetupError(
                 f"Layer {spec.key!r} for modality {spec.name!r} is not in adata.layers "
-                f"(available: {list(adata.layers.keys())}). Pass rna_layer=None to use adata.X."
+                f"(available: {list(adata.layers.keys())}). Fix the layer, or pass layer None "
+                "(rna_layer=None) to use adata.X."
             )
         return adata.layers[spec.key]
     if spec.key not in adata.obsm:
@@ -72,35 +73,59 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             f"Modality {spec.name!r} contains NaN or infinite values. Replace or remove them "
             "(a missing measurement is declared with the modality mask, not with NaN)."
         )
-    if spec.is_count_data or spec.likelihood == "bernoulli":
-        if np.any(values < 0):
-            raise RemadomSetupError(
-                f"Modality {spec.name!r} has negative values, but its likelihood {spec.likelihood!r} "
-                "needs raw non-negative counts. Pass the raw-count layer, not normalized/scaled data."
-            )
-    if spec.is_count_data and np.any(np.mod(values, 1) != 0):
+    head = spec.head
+    if head.needs_nonnegative() and np.any(values < 0):
+        needs = "raw non-negative counts" if head.requires_counts or head.binary else "non-negative values"
+        raise RemadomSetupError(
+            f"Modality {spec.name!r} has negative values, but its likelihood {spec.likelihood!r} "
+            f"needs {needs}. Pass the raw-count layer, not normalized/scaled data, or choose "
+            "likelihood 'gaussian' for real-valued data."
+        )
+    if head.requires_counts and np.any(np.mod(values, 1) != 0):
         raise RemadomSetupError(
             f"Modality {spec.name!r} has non-integer values, but its likelihood {spec.likelihood!r} "
-            "models raw counts. Pass the raw-count layer (e.g. rna_layer='counts'), or choose "
+            "models raw counts. Pass the raw-count layer (e.g. {'layer': 'counts'}), or choose "
             "likelihood 'gaussian' for continuous data."
         )
 
 
 def read_mask(adata, spec: ModalitySpec) -> np.ndarray:
-    """Boolean availability mask of ``spec`` (all True when it has no mask column)."""
+    """Boolean availability mask of ``spec`` (all True when it has no mask column).
+
+    The mask the model registers; see :func:`mask_from_obs` for the checks.
+    """
     if spec.mask_key is None:
         return np.ones(adata.n_obs, dtype=bool)
-    col = adata.obs[spec.mask_key]
+    return mask_from_obs(adata.obs, spec.mask_key, spec.name)
+
+
+def mask_from_obs(obs: pd.DataFrame, column: str, modality: str) -> np.ndarray:
+    """Boolean availability mask of ``modality`` from ``obs[column]``: the one place a mask column is read.
+
+    Setup validation, the model (:meth:`~remadom.REMADOM.get_modality_masks`), the MuData view,
+    the evaluation and the preprocessing helpers all use it.
+
+    Raises
+    ------
+    RemadomSetupError
+        If the column is absent, has missing values or is neither boolean nor 0/1.
+    """
+    if column not in obs:
+        raise RemadomSetupError(
+            f"Mask column {column!r} for modality {modality!r} is not in obs. Add it, or leave "
+            "the mask out to mark every cell as observed."
+        )
+    col = obs[column]
     if col.isna().any():
         raise RemadomSetupError(
-            f"Mask column obs[{spec.mask_key!r}] of modality {spec.name!r} has missing values. "
+            f"Mask column obs[{column!r}] of modality {modality!r} has missing values. "
             "Fill it with True (measured) or False (not measured)."
         )
     values = col.to_numpy()
     if values.dtype != bool:
         if not np.isin(values, [0, 1]).all():
             raise RemadomSetupError(
-                f"Mask column obs[{spec.mask_key!r}] must be boolean (or 0/1), got values like "
+                f"Mask column obs[{column!r}] must be boolean (or 0/1), got values like "
                 f"{pd.unique(values)[:5].tolist()}."
             )
         values = values.astype(bool)

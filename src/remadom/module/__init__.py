@@ -1,3 +1,4 @@
+from ._constants import MODULE_KEYS
 from ._module import RemadomModule
 
-__all__ = ["RemadomModule"]
+__all__ = ["MODULE_KEYS", "RemadomModule"]

@@ -15,9 +15,10 @@ from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn.alignment import batch_mmd
-from ..nn.likelihoods import LIKELIHOODS
+from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
+from ._constants import MODULE_KEYS as K
 
 
 def _rows(mask: torch.Tensor) -> torch.Tensor:
@@ -65,10 +66,14 @@ class RemadomModule(BaseModuleClass):
         cannot remap the latent space per batch, which keeps batches that lack a modality
         aligned with the others.
     modality_stats
-        Per-modality data statistics used at initialization (``idf`` for ATAC,
-        ``background_init`` for the ADT mixture).
+        Per-modality data statistics used at initialization,
+        ``{name: {"head": {...}, "encoder": {...}}}`` as computed by
+        :func:`remadom.model._setup.modality_statistics`: keyword arguments of the likelihood
+        head (its :meth:`~remadom.nn.LikelihoodHead.data_statistics`) and of the encoder input
+        (``idf`` for ``tfidf``).
     encoder_inputs
-        ``{modality: transform}`` overriding the kind's encoder input transform (see
+        ``{modality: transform}`` overriding the modality's encoder input transform (its spec's
+        ``encoder_input``, else its likelihood head's ``default_encoder_input``; see
         :class:`~remadom.nn.networks.EncoderInput`).
     """
 
@@ -118,46 +123,61 @@ class RemadomModule(BaseModuleClass):
         for spec in self.specs:
             mstats = stats.get(spec.name, {})
             self.encoders[spec.name] = GaussianExpertEncoder(
-                self.n_features[spec.name], n_latent, (encoder_inputs or {}).get(spec.name, spec.encoder_input),
-                n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate, idf=mstats.get("idf"),
+                self.n_features[spec.name], n_latent,
+                (encoder_inputs or {}).get(spec.name, spec.resolved_encoder_input),
+                n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate,
+                idf=mstats.get("encoder", {}).get("idf"),
             )
             self.decoders[spec.name] = ConditionalDecoder(
                 n_latent, n_cat_list=decoder_cats, n_cont=n_continuous_cov,
                 n_hidden=n_hidden, n_layers=n_layers,
             )
-            self.heads[spec.name] = LIKELIHOODS[spec.likelihood](
-                n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch, dispersion=dispersion,
-                background_init=mstats.get("background_init"), log_depth_ref=mstats.get("log_depth_ref"),
-                open_rate=mstats.get("open_rate"),
-                mean_proportion=mstats.get("mean_proportion"),
+            options = {"dispersion": dispersion} if spec.head.uses_dispersion else {}
+            self.heads[spec.name] = spec.head(
+                n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch,
+                **options, **mstats.get("head", {}),
             )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Give a Bernoulli head PeakVI's product form when ``state_dict`` was saved with it.
+
+        Models saved by 0.1.0 development versions used that form (recognised by the head's
+        ``region_logit`` parameter); the head is swapped before the children load their state.
+        """
+        for m, head in self.heads.items():
+            if isinstance(head, BernoulliHead) and f"{prefix}heads.{m}.region_logit" in state_dict:
+                n_hidden = head.logit_layer.in_features - 1
+                self.heads[m] = PeakVIBernoulliHead(n_hidden, head.n_features, head.n_batch).to(
+                    head.logit_layer.weight.device
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     def _get_inference_input(self, tensors: dict) -> dict:
-        return {
-            "x": {m: tensors[modality_key(m)] for m in self.modality_names},
-            "masks": {m: tensors.get(mask_key(m)) for m in self.modality_names},
-        }
+        x = {m: tensors[modality_key(m)] for m in self.modality_names}
+        return {K.X_KEY: x, K.OBSERVED_KEY: self.observed_masks(tensors)}
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
-        cat = tensors.get(REGISTRY_KEYS.CAT_COVS_KEY)
         return {
-            "z": inference_outputs["z"],
-            "library": inference_outputs["library"],
-            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
-            "cat_covs": cat,
-            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
-            "decode_masks": inference_outputs["observed"],
+            K.Z_KEY: inference_outputs[K.Z_KEY],
+            K.LIBRARY_KEY: inference_outputs[K.LIBRARY_KEY],
+            K.BATCH_INDEX_KEY: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+            K.CAT_COVS_KEY: tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            K.CONT_COVS_KEY: tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
+            K.DECODE_MASKS_KEY: inference_outputs[K.OBSERVED_KEY],
         }
 
     # --------------------------------------------------------------- inference
-    def observed_masks(self, x: dict, masks: dict) -> torch.Tensor:
-        """Stack availability masks into ``(n_modalities, n_cells)``; no mask = all observed."""
-        n = next(iter(x.values())).shape[0]
-        device = next(iter(x.values())).device
+    def observed_masks(self, tensors: dict) -> torch.Tensor:
+        """The ``(n_modalities, n_cells)`` availability of a minibatch; a modality with no registered mask is observed everywhere.
+
+        The one place where the module reads the registered masks.
+        """
+        first = tensors[modality_key(self.modality_names[0])]
+        n, device = first.shape[0], first.device
         rows = []
         for m in self.modality_names:
-            mk = masks.get(m)
+            mk = tensors.get(mask_key(m))
             rows.append(torch.ones(n, device=device) if mk is None else mk.view(-1).float().to(device))
         return torch.stack(rows)
 
@@ -173,9 +193,8 @@ class RemadomModule(BaseModuleClass):
     def inference(
         self,
         x: dict,
-        masks: dict,
+        observed: torch.Tensor,
         use_modalities: Sequence[str] | None = None,
-        n_samples: int = 1,
     ) -> dict:
         """Encode observed modalities and fuse their experts.
 
@@ -183,17 +202,20 @@ class RemadomModule(BaseModuleClass):
         ----------
         x
             Raw values per modality (dense or sparse tensors).
-        masks
-            Availability mask per modality (``None`` = all observed).
+        observed
+            ``(n_modalities, n_cells)`` availability, from :meth:`observed_masks`.
         use_modalities
             Encode from this subset only (others are treated as missing).
-        n_samples
-            Number of posterior samples of ``z``.
+
+        Returns
+        -------
+        dict keyed by :data:`~remadom.module.MODULE_KEYS`; ``x_prepared`` holds each modality
+        as its likelihood scores it (dense), the data :meth:`loss` reads.
         """
-        # data as each likelihood scores it (ATAC binarized once, while still sparse)
+        # data as each likelihood scores it (binary heads binarize once, while still sparse)
         prepared = {m: self.heads[m].prepare(v) for m, v in x.items()}
-        x = {m: to_dense(v) for m, v in prepared.items()}
-        observed = self.observed_masks(x, masks)
+        dense = {m: to_dense(v) for m, v in prepared.items()}
+        observed = observed.float()
         encode = observed
         if use_modalities is not None:
             keep = torch.tensor([m in use_modalities for m in self.modality_names], device=observed.device)
@@ -217,12 +239,11 @@ class RemadomModule(BaseModuleClass):
             logvars[i] = logvars[i].index_put((rows,), lv.float())
         qz_m, qz_logvar = product_of_experts(means, logvars, encode)
         qz = Normal(qz_m, torch.exp(0.5 * qz_logvar))
-        z = qz.rsample() if n_samples == 1 else qz.rsample((n_samples,))
-        library = {m: self.heads[m].library(x[m]) for m in self.modality_names}
+        library = {m: self.heads[m].library(dense[m]) for m in self.modality_names}
         return {
-            "z": z, "qz": qz, "qz_m": qz_m, "qz_logvar": qz_logvar,
-            "expert_means": means, "expert_logvars": logvars,
-            "observed": observed, "encoded": encode, "library": library, "x_dense": x,
+            K.Z_KEY: qz.rsample(), K.QZ_KEY: qz, K.QZ_MEAN_KEY: qz_m, K.QZ_LOGVAR_KEY: qz_logvar,
+            K.EXPERT_MEANS_KEY: means, K.EXPERT_LOGVARS_KEY: logvars,
+            K.OBSERVED_KEY: observed, K.ENCODED_KEY: encode, K.LIBRARY_KEY: library, K.X_PREPARED_KEY: dense,
         }
 
     # -------------------------------------------------------------- generative
@@ -265,13 +286,13 @@ class RemadomModule(BaseModuleClass):
                 onehot = F.one_hot(batch_rows.view(-1).long(), self.n_batch_offsets).to(h.dtype)
                 h = torch.cat([h, onehot], dim=-1)
             params[m] = self.heads[m](h, batch_rows, library[m][rows])
-        return {"params": params, "rows": rows_out}
+        return {K.PARAMS_KEY: params, K.ROWS_KEY: rows_out}
 
     # -------------------------------------------------------------------- loss
     def consistency(self, inference_outputs: dict) -> torch.Tensor:
         """Per-cell ``sum_m KL(sg(q_joint) || q_m)`` over cells with two or more modalities."""
-        observed = inference_outputs["observed"]
-        means, logvars = inference_outputs["expert_means"], inference_outputs["expert_logvars"]
+        observed = inference_outputs[K.OBSERVED_KEY]
+        means, logvars = inference_outputs[K.EXPERT_MEANS_KEY], inference_outputs[K.EXPERT_LOGVARS_KEY]
         joint_m, joint_lv = product_of_experts(means, logvars, observed)
         multi = (observed.sum(0) >= 2).float()
         total = joint_m.new_zeros(joint_m.shape[0])
@@ -308,19 +329,19 @@ class RemadomModule(BaseModuleClass):
         ``cycle_weight`` > 0 adds the cross-modal cycle consistency of cells that lack a modality
         (:mod:`remadom.nn._alignment_cycle`).
         """
-        x = inference_outputs["x_dense"]
-        observed = inference_outputs["observed"]
+        x = inference_outputs[K.X_PREPARED_KEY]
+        observed = inference_outputs[K.OBSERVED_KEY]
         weights = {**self.modality_weights, **(modality_weights or {})}
         n_cells = observed.shape[1]
         reconstruction, extra = {}, {}
         for i, m in enumerate(self.modality_names):
-            rows = generative_outputs["rows"][m]
+            rows = generative_outputs[K.ROWS_KEY][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                nll = nll.index_put((rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs["params"][m]))
+                nll = nll.index_put((rows,), self.heads[m].nll(_take(x[m], rows), generative_outputs[K.PARAMS_KEY][m]))
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
-        kl = kl_to_standard_normal(inference_outputs["qz_m"], inference_outputs["qz_logvar"])
+        kl = kl_to_standard_normal(inference_outputs[K.QZ_MEAN_KEY], inference_outputs[K.QZ_LOGVAR_KEY])
         per_cell = sum(reconstruction.values()) + kl_weight * kl
         if self.consistency_weight > 0 and len(self.modality_names) > 1:
             cons = self.consistency(inference_outputs)
@@ -330,13 +351,13 @@ class RemadomModule(BaseModuleClass):
         if alignment_weight > 0:
             groups = self.alignment_groups(tensors, observed, alignment_on)
             if groups is not None:
-                align = batch_mmd(inference_outputs["qz_m"], groups)
+                align = batch_mmd(inference_outputs[K.QZ_MEAN_KEY], groups)
                 loss = loss + alignment_weight * align
                 extra["mmd"] = align.detach()
         if cycle_weight > 0:
             gen_in = self._get_generative_input(tensors, inference_outputs)
-            pairs = cycle_targets(self, inference_outputs, gen_in["batch_index"], gen_in["cat_covs"],
-                                  gen_in["cont_covs"])
+            pairs = cycle_targets(self, inference_outputs, gen_in[K.BATCH_INDEX_KEY], gen_in[K.CAT_COVS_KEY],
+                                  gen_in[K.CONT_COVS_KEY])
             if pairs:
                 cycle = cycle_consistency_loss(pairs)
                 loss = loss + cycle_weight * cycle

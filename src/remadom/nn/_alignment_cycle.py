@@ -29,8 +29,10 @@ def cycle_targets(module, inference_outputs: dict, batch_index: torch.Tensor | N
     list of (torch.Tensor, torch.Tensor)
         ``(z, z_cycle)`` with ``z_cycle`` detached, each ``(n_rows, n_latent)``.
     """
-    observed = inference_outputs["observed"]
-    z_all = inference_outputs["qz_m"]
+    from ..module._constants import MODULE_KEYS as K  # here: the module package imports this file
+
+    observed = inference_outputs[K.OBSERVED_KEY]
+    z_all = inference_outputs[K.QZ_MEAN_KEY]
     n = observed.shape[1]
     if batch_index is None:
         batch_index = torch.zeros(n, 1, device=z_all.device, dtype=torch.long)
@@ -43,14 +45,14 @@ def cycle_targets(module, inference_outputs: dict, batch_index: torch.Tensor | N
         donor = having[torch.randint(having.numel(), (lacking.numel(),), device=z_all.device)]
         with torch.no_grad():
             cats = [] if cat_covs is None else [c[donor] for c in torch.split(cat_covs, 1, dim=1)]
-            library = {k: v[donor] for k, v in inference_outputs["library"].items()}
+            library = {k: v[donor] for k, v in inference_outputs[K.LIBRARY_KEY].items()}
             gen = module.generative(
                 z_all[lacking], library, batch_index[donor],
                 None if cat_covs is None else torch.cat(cats, dim=1),
                 None if cont_covs is None else cont_covs[donor],
                 target_modalities=[m],
             )
-            x_m = module.heads[m].sample(gen["params"][m])
+            x_m = module.heads[m].sample(gen[K.PARAMS_KEY][m])
             encoder = module.encoders[m]
             z_cycle, _ = encoder.encode(encoder.input(x_m))
         pairs.append((z_all[lacking], z_cycle.float()))

@@ -1,5 +1,9 @@
 """Observation models: one head per likelihood, registered in :data:`LIKELIHOODS`.
 
+Adding a likelihood means adding one :class:`LikelihoodHead` subclass decorated with
+:func:`register_likelihood`; its class attributes tell setup, the config and the evaluation
+what it needs.
+
 A head maps the decoder's hidden state to distribution parameters and knows how to
 score data (:meth:`LikelihoodHead.nll`, per cell, summed over features, always in
 float32) and how to give a normalized expected value for imputation
@@ -11,6 +15,8 @@ open peaks for ATAC); each uses it as its likelihood requires.
 
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroInflatedNegativeBinomial
@@ -27,7 +33,18 @@ def clr(x: torch.Tensor) -> torch.Tensor:
 
 
 class LikelihoodHead(nn.Module):
-    """Base class for likelihood heads.
+    """Base class for likelihood heads: the one home of what a likelihood needs.
+
+    A subclass declares, as class attributes, its registry ``name``, whether it needs
+    non-negative integer counts (``requires_counts``), non-negative values
+    (``requires_nonnegative``) or models presence/absence (``binary``), the encoder input
+    transform that suits its data (``default_encoder_input``, see
+    :class:`~remadom.nn.EncoderInput`) and whether :meth:`expected` is a proportion to be
+    multiplied by a library size (``scales_with_library``), and whether its constructor takes
+    the model's ``dispersion`` (``uses_dispersion``). :meth:`data_statistics` computes
+    the statistics its constructor takes for its initialization. Setup validation, the
+    config choices and the evaluation ask these attributes; nothing lists likelihood names
+    elsewhere. Register a subclass with :func:`register_likelihood`.
 
     Parameters
     ----------
@@ -39,24 +56,52 @@ class LikelihoodHead(nn.Module):
         Number of batches (for per-batch parameters).
     """
 
+    #: Registry name (``likelihoods={"rna": name}``).
+    name: str = ""
+    #: Whether the data must be non-negative integer counts.
+    requires_counts: bool = False
+    #: Whether the data must be non-negative (implied by ``requires_counts`` and ``binary``).
+    requires_nonnegative: bool = False
+    #: Whether the likelihood models presence/absence (values are binarized, ``x > 0``).
+    binary: bool = False
+    #: Encoder input transform used unless the modality sets its own.
+    default_encoder_input: str = "log1p"
     #: Whether :meth:`expected` is a per-cell proportion to multiply by a library size.
-    scales_with_library = False
+    scales_with_library: bool = False
+    #: Whether the constructor takes the model's ``dispersion`` setting.
+    uses_dispersion: bool = False
 
-    def __init__(self, n_hidden: int, n_features: int, n_batch: int, **kwargs):
+    def __init__(self, n_hidden: int, n_features: int, n_batch: int):
         super().__init__()
         self.n_features = n_features
         self.n_batch = max(n_batch, 1)
+
+    @classmethod
+    def needs_nonnegative(cls) -> bool:
+        """Whether the data must be non-negative."""
+        return cls.requires_nonnegative or cls.requires_counts or cls.binary
+
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """Initialization statistics from the observed cells' data (keyword arguments of the constructor).
+
+        Parameters
+        ----------
+        x_observed
+            ``(n_observed_cells, n_features)`` dense array or scipy sparse matrix.
+        """
+        return {}
 
     def forward(self, h: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor) -> dict:
         """Distribution parameters from hidden state ``h``."""
         raise NotImplementedError
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Data as the likelihood scores it (identity; Bernoulli binarizes). Sparse stays sparse."""
-        return x
+        """Data as the likelihood scores it (identity; binary heads binarize). Sparse stays sparse."""
+        return binarize(x) if self.binary else x
 
     def library(self, x: torch.Tensor) -> torch.Tensor:
-        """Observed per-cell size of prepared data: total counts (number of open features for ATAC)."""
+        """Observed per-cell size of prepared data: total counts (number of open features when binary)."""
         return x.sum(-1).float()
 
     def nll(self, x: torch.Tensor, params: dict) -> torch.Tensor:
@@ -68,8 +113,36 @@ class LikelihoodHead(nn.Module):
         raise NotImplementedError
 
     def sample(self, params: dict) -> torch.Tensor:
-        """One draw from the observation model."""
-        raise NotImplementedError
+        """One draw from the observation model (``impute(return_uncertainty=True)``, the cycle loss)."""
+        raise NotImplementedError(
+            f"Likelihood {self.name!r} ({type(self).__name__}) defines no `sample`; posterior-predictive "
+            "intervals and the cycle consistency loss need one."
+        )
+
+
+#: Likelihood name -> head class, filled by :func:`register_likelihood`.
+LIKELIHOODS: dict[str, type[LikelihoodHead]] = {}
+
+
+def register_likelihood(cls: type[LikelihoodHead]) -> type[LikelihoodHead]:
+    """Class decorator adding a :class:`LikelihoodHead` subclass to :data:`LIKELIHOODS` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to be registered.")
+    if cls.name in LIKELIHOODS and LIKELIHOODS[cls.name] is not cls:
+        raise ValueError(f"Likelihood {cls.name!r} is already registered ({LIKELIHOODS[cls.name].__name__}).")
+    LIKELIHOODS[cls.name] = cls
+    return cls
+
+
+def get_likelihood(name: str) -> type[LikelihoodHead]:
+    """The head class registered as ``name``; a clear error listing the choices otherwise."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"Unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}.")
+    return LIKELIHOODS[name]
+
+
+def _dense_array(x) -> np.ndarray:
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
 def map_values(x: torch.Tensor, fn) -> torch.Tensor:
@@ -92,12 +165,30 @@ def _float(params: dict) -> dict:
 
 
 class _ScaledCountsHead(LikelihoodHead):
-    """scVI-style head: softmax scale times observed library size, gene dispersion."""
+    """scVI-style head: softmax scale times observed library size, gene dispersion.
 
+    Parameters
+    ----------
+    n_hidden, n_features, n_batch
+        See :class:`LikelihoodHead`.
+    dispersion
+        ``"gene"``, ``"gene-batch"`` or ``"gene-cell"``.
+    mean_proportion
+        Mean feature share of the observed cells (:meth:`data_statistics`); the scale starts
+        from this profile instead of a uniform one.
+    """
+
+    requires_counts = True
     scales_with_library = True
+    uses_dispersion = True
 
     def __init__(
-        self, n_hidden, n_features, n_batch, dispersion: str = "gene", mean_proportion=None, **kwargs
+        self,
+        n_hidden: int,
+        n_features: int,
+        n_batch: int,
+        dispersion: str = "gene",
+        mean_proportion: np.ndarray | None = None,
     ):
         super().__init__(n_hidden, n_features, n_batch)
         if dispersion not in ("gene", "gene-batch", "gene-cell"):
@@ -117,6 +208,17 @@ class _ScaledCountsHead(LikelihoodHead):
         else:
             self.theta_layer = nn.Linear(n_hidden, n_features)
 
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """``mean_proportion``: the mean over cells of each feature's share of the cell's counts."""
+        lib = np.asarray(x_observed.sum(1)).ravel().astype(np.float64)
+        inv = np.divide(1.0, lib, out=np.zeros_like(lib), where=lib > 0)
+        if sp.issparse(x_observed):
+            share = sp.diags(inv) @ x_observed
+        else:
+            share = np.asarray(x_observed) * inv[:, None]
+        return {"mean_proportion": np.asarray(share.mean(0)).ravel().astype(np.float32)}
+
     def _theta(self, h, batch_index):
         if self.dispersion == "gene":
             return torch.exp(self.log_theta).expand(h.shape[0], -1)
@@ -133,8 +235,11 @@ class _ScaledCountsHead(LikelihoodHead):
         return params["scale"]
 
 
+@register_likelihood
 class NegativeBinomialHead(_ScaledCountsHead):
     """Negative binomial (scVI default for RNA)."""
+
+    name = "nb"
 
     def nll(self, x, params):
         p = _float(params)
@@ -145,11 +250,21 @@ class NegativeBinomialHead(_ScaledCountsHead):
         return NegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS).sample()
 
 
+@register_likelihood
 class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
-    """Zero-inflated negative binomial."""
+    """Zero-inflated negative binomial (parameters as :class:`_ScaledCountsHead`)."""
 
-    def __init__(self, n_hidden, n_features, n_batch, **kwargs):
-        super().__init__(n_hidden, n_features, n_batch, **kwargs)
+    name = "zinb"
+
+    def __init__(
+        self,
+        n_hidden: int,
+        n_features: int,
+        n_batch: int,
+        dispersion: str = "gene",
+        mean_proportion: np.ndarray | None = None,
+    ):
+        super().__init__(n_hidden, n_features, n_batch, dispersion=dispersion, mean_proportion=mean_proportion)
         self.dropout_layer = nn.Linear(n_hidden, n_features)
 
     def forward(self, h, batch_index, library):
@@ -159,9 +274,7 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
 
     def _dist(self, params):
         p = _float(params)
-        return ZeroInflatedNegativeBinomial(
-            mu=p["mu"] + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"]
-        )
+        return ZeroInflatedNegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"])
 
     def nll(self, x, params):
         return -self._dist(params).log_prob(x.float()).sum(-1)
@@ -170,8 +283,11 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
         return self._dist(params).sample()
 
 
+@register_likelihood
 class PoissonHead(_ScaledCountsHead):
-    """Poisson with the same library-size scaling (no dispersion)."""
+    """Poisson with the same library-size scaling (the dispersion is unused)."""
+
+    name = "poisson"
 
     def nll(self, x, params):
         return -Poisson(params["mu"].float() + _EPS).log_prob(x.float()).sum(-1)
@@ -180,6 +296,18 @@ class PoissonHead(_ScaledCountsHead):
         return Poisson(params["mu"].float() + _EPS).sample()
 
 
+def _binary_statistics(x_observed) -> dict:
+    is_open = x_observed > 0
+    open_cells = np.asarray(is_open.sum(0)).ravel()
+    n_open = np.asarray(is_open.sum(1)).ravel()
+    n = max(x_observed.shape[0], 1)
+    return {
+        "open_rate": (open_cells / n).astype(np.float32),
+        "log_depth_ref": float(np.log1p(n_open).mean()) if len(n_open) else 0.0,
+    }
+
+
+@register_likelihood
 class BernoulliHead(LikelihoodHead):
     """Bernoulli for binarized accessibility, with the cell's depth inside the logit.
 
@@ -190,22 +318,29 @@ class BernoulliHead(LikelihoodHead):
     fused ``binary_cross_entropy_with_logits``. :meth:`expected` is the probability at the
     reference depth (``log_depth_ref``, the mean over training cells).
 
-    Models saved by 0.1.0 development versions before this form used PeakVI's product
-    ``sigmoid(decoder) * sigmoid(region) * depth``; their state dicts are recognised on
-    load and keep that form (see :meth:`_load_from_state_dict`).
+    Parameters
+    ----------
+    n_hidden, n_features, n_batch
+        See :class:`LikelihoodHead`.
+    log_depth_ref
+        Mean ``log1p`` number of open features of the observed cells.
+    open_rate
+        Fraction of observed cells in which each feature is open; the bias starts there.
     """
+
+    name = "bernoulli"
+    binary = True
+    default_encoder_input = "tfidf"
 
     def __init__(
         self,
-        n_hidden,
-        n_features,
-        n_batch,
+        n_hidden: int,
+        n_features: int,
+        n_batch: int,
         log_depth_ref: float | None = None,
-        open_rate: torch.Tensor | None = None,
-        **kwargs,
+        open_rate: np.ndarray | None = None,
     ):
         super().__init__(n_hidden, n_features, n_batch)
-        self.form = "additive"
         self.logit_layer = nn.Linear(n_hidden + 1, n_features)
         with torch.no_grad():
             self.logit_layer.weight[:, -1] = 1.0
@@ -214,66 +349,66 @@ class BernoulliHead(LikelihoodHead):
                 self.logit_layer.bias.copy_(torch.logit(rate))
         self.register_buffer("log_depth_ref", torch.tensor(float(log_depth_ref or 0.0)))
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Binarize (``x > 0``), on the stored values only when ``x`` is sparse."""
-        return binarize(x)
-
-    def library(self, x):
-        return x.sum(-1).float()
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """``open_rate`` per feature and ``log_depth_ref``."""
+        return _binary_statistics(x_observed)
 
     def forward(self, h, batch_index, library):
-        if self.form == "product":
-            return self._forward_product(h, library)
         depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)
         logits = self.logit_layer(torch.cat([h, depth.to(h.dtype)], dim=-1))
         return {"logits": logits, "depth": depth}
 
     def nll(self, x, params):
-        if self.form == "product":
-            return self._nll_product(x, params)
         return F.binary_cross_entropy_with_logits(params["logits"].float(), x.float(), reduction="none").sum(-1)
 
     def expected(self, params):
-        if self.form == "product":
-            return torch.exp(params["log_p_norm"])
         slope = self.logit_layer.weight[:, -1]
         return torch.sigmoid(params["logits"].float() - params["depth"] * slope)
 
     def sample(self, params):
-        if self.form == "product":
-            return torch.bernoulli(torch.exp(params["log_p"].float()))
         return torch.bernoulli(torch.sigmoid(params["logits"].float()))
 
-    # -- the PeakVI product form of models saved by earlier development versions --------------
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Switch to the product form when ``state_dict`` comes from an earlier version."""
-        if f"{prefix}region_logit" in state_dict and self.form == "additive":
-            self.use_product_form()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def use_product_form(self) -> None:
-        """Re-initialize this head in the PeakVI product form (earlier models; ablations)."""
-        n_hidden = self.logit_layer.in_features - 1
-        self.form = "product"
-        self.logit_layer = nn.Linear(n_hidden, self.n_features)
-        self.region_logit = nn.Parameter(torch.zeros(self.n_features))
+@register_likelihood
+class PeakVIBernoulliHead(LikelihoodHead):
+    """Bernoulli in PeakVI's product form: ``sigmoid(decoder) * sigmoid(region) * depth``.
+
+    The form of models saved by 0.1.0 development versions (recognised on load by their
+    ``region_logit`` parameter, see :meth:`remadom.module.RemadomModule._load_from_state_dict`)
+    and of the ATAC-head ablation (``likelihoods={"atac": "bernoulli_peakvi"}``).
+    """
+
+    name = "bernoulli_peakvi"
+    binary = True
+    default_encoder_input = "tfidf"
+
+    def __init__(self, n_hidden: int, n_features: int, n_batch: int):
+        super().__init__(n_hidden, n_features, n_batch)
+        self.logit_layer = nn.Linear(n_hidden, n_features)
+        self.region_logit = nn.Parameter(torch.zeros(n_features))
         self.depth_weight = nn.Parameter(torch.tensor(1.0))
         self.depth_bias = nn.Parameter(torch.tensor(0.0))
-        del self.log_depth_ref
 
-    def _forward_product(self, h, library):
+    def forward(self, h, batch_index, library):
         log_open = torch.log1p(library.float().view(-1, 1))
         log_depth = F.logsigmoid(self.depth_weight * (log_open - log_open.mean()) + self.depth_bias)
         log_p_norm = F.logsigmoid(self.logit_layer(h).float()) + F.logsigmoid(self.region_logit)
         return {"log_p_norm": log_p_norm, "log_p": log_p_norm + log_depth}
 
-    @staticmethod
-    def _nll_product(x, params):
+    def nll(self, x, params):
         log_p = params["log_p"].float().clamp(max=-1e-6)
         log_1mp = torch.log(-torch.expm1(log_p))
         return -(x * log_p + (1.0 - x) * log_1mp).sum(-1)
 
+    def expected(self, params):
+        return torch.exp(params["log_p_norm"].float())
 
+    def sample(self, params):
+        return torch.bernoulli(torch.exp(params["log_p"].float()))
+
+
+@register_likelihood
 class NegativeBinomialMixtureHead(LikelihoodHead):
     """totalVI-style protein model: background and foreground negative binomials.
 
@@ -281,15 +416,32 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
     rate is the background times ``1 + softplus(decoder)``; the mixing weight comes
     from the decoder. :meth:`expected` returns the foreground-normalized counts,
     ``rate_fore * (1 - p_background)``.
+
+    Parameters
+    ----------
+    n_hidden, n_features, n_batch
+        See :class:`LikelihoodHead`.
+    background_init
+        Initial log background rate per feature (:meth:`data_statistics`).
     """
 
-    def __init__(self, n_hidden, n_features, n_batch, background_init=None, **kwargs):
+    name = "nbmixture"
+    requires_counts = True
+
+    def __init__(self, n_hidden: int, n_features: int, n_batch: int, background_init: np.ndarray | None = None):
         super().__init__(n_hidden, n_features, n_batch)
         init = torch.zeros(n_features) if background_init is None else torch.as_tensor(background_init)
         self.background_log_rate = nn.Parameter(init.float().view(-1, 1).repeat(1, self.n_batch))
         self.fore_layer = nn.Linear(n_hidden, n_features)
         self.mixing_layer = nn.Linear(n_hidden, n_features)
         self.log_theta = nn.Parameter(2 * torch.rand(n_features))
+
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """``background_init``: ``log1p`` of each feature's 25th percentile (a protein panel is small, dense is cheap)."""
+        dense = _dense_array(x_observed)
+        low = np.percentile(dense, 25, axis=0) if len(dense) else np.zeros(dense.shape[1])
+        return {"background_init": np.log1p(low).astype(np.float32)}
 
     def forward(self, h, batch_index, library):
         rate_back = torch.exp(self.background_log_rate[:, batch_index.view(-1).long()].T)
@@ -310,20 +462,62 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
     def nll(self, x, params):
         return -self._dist(params).log_prob(x.float()).sum(-1)
 
-    def expected(self, params):
-        return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
-
     def sample(self, params):
         return self._dist(params).sample()
 
+    def expected(self, params):
+        return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
 
+
+@register_likelihood
 class GaussianHead(LikelihoodHead):
-    """Gaussian on CLR-transformed values, with a learned per-feature variance."""
+    """Gaussian on the values as given (e.g. z-scored or CLR-normalized data), learned per-feature variance.
 
-    def __init__(self, n_hidden, n_features, n_batch, **kwargs):
+    The encoder sees the values unchanged (``identity``), so negative values are fine.
+
+    Parameters
+    ----------
+    n_hidden, n_features, n_batch
+        See :class:`LikelihoodHead`.
+    feature_mean, feature_var
+        Mean and variance of each feature over the observed cells (:meth:`data_statistics`);
+        the mean layer's bias and the log-variance start there.
+    """
+
+    name = "gaussian"
+    default_encoder_input = "identity"
+
+    def __init__(
+        self,
+        n_hidden: int,
+        n_features: int,
+        n_batch: int,
+        feature_mean: np.ndarray | None = None,
+        feature_var: np.ndarray | None = None,
+    ):
         super().__init__(n_hidden, n_features, n_batch)
         self.mean_layer = nn.Linear(n_hidden, n_features)
         self.log_var = nn.Parameter(torch.zeros(n_features))
+        with torch.no_grad():
+            if feature_mean is not None:
+                self.mean_layer.bias.copy_(torch.as_tensor(feature_mean, dtype=torch.float32))
+            if feature_var is not None:
+                self.log_var.copy_(torch.log(torch.as_tensor(feature_var, dtype=torch.float32).clamp(min=1e-4)))
+
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """``feature_mean`` and ``feature_var`` of the scored values."""
+        values = cls._score_values_np(x_observed)
+        if len(values) == 0:
+            return {}
+        return {"feature_mean": values.mean(0).astype(np.float32), "feature_var": values.var(0).astype(np.float32)}
+
+    @staticmethod
+    def _score_values_np(x_observed) -> np.ndarray:
+        return _dense_array(x_observed)
+
+    def _score_values(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
 
     def forward(self, h, batch_index, library):
         return {"mean": self.mean_layer(h).float(), "log_var": self.log_var.expand(h.shape[0], -1)}
@@ -332,21 +526,31 @@ class GaussianHead(LikelihoodHead):
         return Normal(params["mean"].float(), torch.exp(0.5 * params["log_var"].float()))
 
     def nll(self, x, params):
-        return -self._dist(params).log_prob(clr(x.float())).sum(-1)
+        return -self._dist(params).log_prob(self._score_values(x)).sum(-1)
+
+    def sample(self, params):
+        """A draw on the scored scale (for :class:`GaussianCLRHead`, the CLR scale)."""
+        return self._dist(params).sample()
 
     def expected(self, params):
         return params["mean"]
 
-    def sample(self, params):
-        return self._dist(params).sample()
 
+@register_likelihood
+class GaussianCLRHead(GaussianHead):
+    """Gaussian on the centred log-ratio of non-negative counts, ``clr(x) = log1p(x) - mean(log1p(x))``.
 
-#: Likelihood name -> head class. Register new likelihoods here.
-LIKELIHOODS: dict[str, type[LikelihoodHead]] = {
-    "nb": NegativeBinomialHead,
-    "zinb": ZeroInflatedNegativeBinomialHead,
-    "poisson": PoissonHead,
-    "bernoulli": BernoulliHead,
-    "nbmixture": NegativeBinomialMixtureHead,
-    "gaussian": GaussianHead,
-}
+    For raw ADT counts modelled as continuous; :meth:`expected` is on the CLR scale.
+    """
+
+    name = "gaussian_clr"
+    requires_nonnegative = True
+    default_encoder_input = "clr"
+
+    @staticmethod
+    def _score_values_np(x_observed) -> np.ndarray:
+        logx = np.log1p(_dense_array(x_observed))
+        return logx - logx.mean(1, keepdims=True)
+
+    def _score_values(self, x: torch.Tensor) -> torch.Tensor:
+        return clr(x.float())

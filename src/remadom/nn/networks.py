@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scvi.nn import FCLayers
 from torch import nn
 
 from .likelihoods import binarize, clr, map_values
+
+#: Encoder input transforms (see :class:`EncoderInput`).
+ENCODER_INPUTS = ("log1p", "tfidf", "clr", "identity")
+
+
+def encoder_input_statistics(transform: str, x_observed) -> dict:
+    """Statistics :class:`EncoderInput` needs, from the observed cells' data: ``idf`` for ``tfidf``."""
+    if transform != "tfidf":
+        return {}
+    open_cells = np.asarray((x_observed > 0).sum(0)).ravel()
+    return {"idf": (x_observed.shape[0] / (1.0 + open_cells)).astype(np.float32)}
 
 
 def to_dense(x: torch.Tensor) -> torch.Tensor:
@@ -22,17 +34,18 @@ class EncoderInput(nn.Module):
     Parameters
     ----------
     transform
-        ``"log1p"``: ``log1p(x)``; ``"binary"``: ``x > 0``; ``"tfidf"``: binarize, divide
-        by the cell's number of open features, multiply by the inverse document
-        frequency ``idf`` and ``log1p`` (scaled by 1e4); ``"clr"``: centred log-ratio.
+        ``"log1p"``: ``log1p(x)``; ``"tfidf"``: binarize, divide by the cell's number of
+        open features, multiply by the inverse document frequency ``idf`` and ``log1p``
+        (scaled by 1e4); ``"clr"``: centred log-ratio; ``"identity"``: the values as given
+        (real-valued data, negatives allowed).
     idf
         Inverse document frequency per feature (``tfidf`` only).
     """
 
     def __init__(self, transform: str, idf: torch.Tensor | None = None):
         super().__init__()
-        if transform not in ("log1p", "binary", "tfidf", "clr"):
-            raise ValueError(f"Unknown encoder input transform {transform!r}.")
+        if transform not in ENCODER_INPUTS:
+            raise ValueError(f"Unknown encoder input transform {transform!r}; choose one of {list(ENCODER_INPUTS)}.")
         self.transform = transform
         if transform == "tfidf":
             if idf is None:
@@ -42,17 +55,16 @@ class EncoderInput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the transform; returns a dense tensor.
 
-        On a sparse ``x`` the zero-preserving transforms (``log1p``, ``binary``, ``tfidf``) touch
-        only the stored values, and the result is densified once at the end.
+        On a sparse ``x`` the zero-preserving transforms (``log1p``, ``tfidf``) touch only the
+        stored values, and the result is densified once at the end.
         """
+        if self.transform == "identity":
+            return to_dense(x)
         if self.transform == "clr":
             return clr(to_dense(x))
         if self.transform == "log1p":
             return to_dense(map_values(x, torch.log1p))
-        binary = binarize(x)
-        if self.transform == "binary":
-            return to_dense(binary)
-        return to_dense(self._tfidf(binary))
+        return to_dense(self._tfidf(binarize(x)))
 
     def _tfidf(self, binary: torch.Tensor) -> torch.Tensor:
         if binary.layout == torch.strided:
