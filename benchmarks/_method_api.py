@@ -15,7 +15,7 @@ class MethodUnavailable(Exception):
 
 @dataclass
 class RunConfig:
-    epochs: int
+    epochs: int | None  # None: the method's own default
     batch_size: int = 256
     seed: int = 0
     accelerator: str = "auto"
@@ -30,26 +30,29 @@ class MethodOutput:
     epochs_run: int = 0
     eval_idx: np.ndarray | None = None  # positions in scn.mdata of evaluated cells (None = all)
     notes: list[str] = field(default_factory=list)
+    # modality -> (lower, upper) 90 % posterior-predictive interval of the hidden raw values
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def _other(scn: Scenario, m: str) -> str:
     return next(x for x in scn.modalities if x != m)
 
 
-def _epochs_run(model, fallback: int) -> int:
+def _epochs_run(model, fallback: int | None) -> int:
     hist = getattr(model, "history", None) or {}
     for key in ("elbo_train", "reconstruction_loss_train", "train_loss_epoch"):
         if key in hist:
             return len(hist[key])
-    return fallback
+    return fallback or 0
 
 
 def train_timed(model, cfg: RunConfig, **train_kwargs) -> float:
     """``model.train`` (scvi-tools API) with the run's epochs, batch size and accelerator, early
     stopping off; returns the wall time of training alone."""
+    if cfg.epochs is not None:
+        train_kwargs["max_epochs"] = cfg.epochs
     t0 = time.perf_counter()
     model.train(
-        max_epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         accelerator=cfg.accelerator,
         early_stopping=False,

@@ -29,6 +29,9 @@ class Scenario:
     batch_key: str = "batch"
     description: str = ""
     modalities: list[str] = field(default_factory=list)
+    #: batches whose cells are the labelled source of the label-transfer metric (the paired
+    #: batches of the study layout; a paired scenario uses the same batches as its study variant)
+    reference_batches: list[str] = field(default_factory=list)
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
@@ -63,7 +66,62 @@ SCENARIOS = {
     "bmmc_cite_paired": ("bmmc_cite", "paired"),
     "bmmc_multiome_mosaic3": ("bmmc_multiome", "mosaic3"),
     "bmmc_multiome_paired": ("bmmc_multiome", "paired"),
+    # study-confounded: whole batches measured a different set of modalities
+    "bmmc_cite_study": ("bmmc_cite", "study:adt"),
+    "bmmc_cite_study_rna": ("bmmc_cite", "study:rna"),
+    "bmmc_multiome_study": ("bmmc_multiome", "study:atac"),
+    "snare_study": ("snare", "study:quarters"),
 }
+
+#: scenarios whose batches are confounded with the modalities they measured
+STUDY_SCENARIOS = [name for name, (_, rule) in SCENARIOS.items() if rule.startswith("study")]
+
+
+def study_layout(batches, modalities: list[str], rule: str) -> dict[str, list[str]]:
+    """Modalities each batch keeps under a study-confounded ``rule``.
+
+    * ``"study:<modality>"`` (two batches, e.g. the BMMC starters): the first batch (sorted by
+      name) stays paired; every cell of every other batch keeps only ``<modality>``.
+    * ``"study:quarters"`` (SNARE-seq, 12 libraries): libraries sorted by name, library *i* is
+      paired when ``i mod 4`` is 0 or 1, keeps only the first modality when it is 2 and only the
+      second when it is 3 (half paired, a quarter each single-modality).
+
+    Parameters
+    ----------
+    batches
+        Batch names.
+    modalities
+        The dataset's modalities, in order.
+    rule
+        ``"study:<modality>"`` or ``"study:quarters"``.
+
+    Returns
+    -------
+    dict
+        ``{batch: [modalities it keeps]}``.
+    """
+    batches = sorted(str(b) for b in batches)
+    kind = rule.split(":", 1)[1]
+    if kind == "quarters":
+        if len(batches) < 4:
+            raise ValueError(f"rule {rule!r} needs at least 4 batches, got {len(batches)}.")
+        keep = [list(modalities), list(modalities), [modalities[0]], [modalities[1]]]
+        return {b: keep[i % 4] for i, b in enumerate(batches)}
+    if kind not in modalities:
+        raise ValueError(f"rule {rule!r}: {kind!r} is not one of the modalities {modalities}.")
+    return {b: (list(modalities) if i == 0 else [kind]) for i, b in enumerate(batches)}
+
+
+def reference_batches(batches, modalities: list[str], rule: str) -> list[str]:
+    """Source batches of the label-transfer metric: the paired batches of the study layout.
+
+    Paired scenarios use the batches their study variant keeps paired (so ``bmmc_cite_paired`` and
+    ``bmmc_cite_study`` transfer from the same cells to the same cells); ``mosaic3`` and ``native``
+    use their paired batches.
+    """
+    dataset_rule = "study:quarters" if len(set(batches)) >= 4 else f"study:{modalities[-1]}"
+    layout = study_layout(batches, modalities, dataset_rule)
+    return [b for b, keep in layout.items() if len(keep) == len(modalities)]
 
 
 def _hide_modality_fallback(mdata: md.MuData, modality: str, cells: np.ndarray):
@@ -123,6 +181,8 @@ def build_scenario(name: str, data_dir: str | Path, n_cells: int | None = None, 
     * ``mosaic3`` with 2 batches (BMMC starters): the first batch stays paired; the cells of the
       second batch are split at random in two halves, one keeping only RNA, the other only the
       second modality (ADT or ATAC).
+    * ``study:<modality>`` / ``study:quarters``: whole batches lose modalities, so batch is
+      confounded with the set of measured modalities (see :func:`study_layout`).
     """
     dataset, rule = SCENARIOS[name]
     stem, labels_key, mods = DATASETS[dataset]
@@ -152,10 +212,29 @@ def build_scenario(name: str, data_dir: str | Path, n_cells: int | None = None, 
             desc = f"batch {batches[0]} paired; batch {batches[-1]} split at random: half {a}-only, half {b}-only"
         mdata, truth[b] = hide_modality(mdata, b, np.asarray(only_a))
         mdata, truth[a] = hide_modality(mdata, a, np.asarray(only_b))
+    elif rule.startswith("study"):
+        bvals = mdata.obs["batch"].astype(str).to_numpy()
+        layout = study_layout(np.unique(bvals), mods, rule)
+        parts = []
+        for m in mods:
+            lose = [b for b, keep in layout.items() if m not in keep]
+            if lose:
+                mdata, truth[m] = hide_modality(mdata, m, np.asarray(mdata.obs_names[np.isin(bvals, lose)]))
+                bvals = mdata.obs["batch"].astype(str).to_numpy()
+        for b, keep in layout.items():
+            parts.append(f"{b} {'+'.join(keep)}")
+        desc = "study-confounded: " + ", ".join(parts)
     elif rule not in ("paired", "native"):
         raise ValueError(f"Unknown mosaic rule {rule!r}.")
     mdata = _global_obs(mdata, ["batch", labels_key])
     mdata.obs["batch"] = mdata.obs["batch"].astype(str).astype("category")
+    batches = mdata.obs["batch"].astype(str).unique()
+    if rule == "native" or rule == "mosaic3":
+        masks = np.stack([mdata.obs_names.isin(mdata.mod[m].obs_names) for m in mods])
+        bvals = mdata.obs["batch"].astype(str).to_numpy()
+        ref = sorted(b for b in batches if masks[:, bvals == b].all())
+    else:
+        ref = reference_batches(batches, mods, rule)
     return Scenario(
         name=name,
         dataset=stem,
@@ -164,6 +243,7 @@ def build_scenario(name: str, data_dir: str | Path, n_cells: int | None = None, 
         labels_key=labels_key,
         description=desc,
         modalities=mods,
+        reference_batches=ref,
     )
 
 

@@ -51,8 +51,26 @@ SUITES = {
         "epochs": 50,
         "n_cells": {},
     },
+    # batch confounded with the modalities each study measured (issue #13), small ones first
+    "study": {
+        "scenarios": [
+            "bmmc_cite_study",
+            "bmmc_cite_study_rna",
+            "bmmc_multiome_study",
+            "pbmc_cite_native",
+            "bmmc_cite_paired",
+            "bmmc_multiome_paired",
+            "snare_study",
+            "snare_paired",
+        ],
+        "epochs": 50,
+        "n_cells": {},
+    },
 }
 DEFAULT_METHODS = ["remadom", "multivi", "totalvi", "multigrate", "midas"]
+#: ``--epochs default``: each method's own default number of epochs (None = what its ``train()``
+#: picks when given no ``max_epochs``: REMADOM min(200, scvi's heuristic), Multigrate/MIDAS theirs)
+DEFAULT_EPOCHS = {"remadom": None, "multivi": 500, "totalvi": 400, "multigrate": None, "midas": None}
 README_BEGIN = "<!-- results:begin -->"
 README_END = "<!-- results:end -->"
 
@@ -69,7 +87,7 @@ def run_one(
     method: str,
     *,
     data_dir: str,
-    epochs: int,
+    epochs: int | None,
     batch_size: int = 256,
     seed: int = 0,
     n_cells: int | None = None,
@@ -133,6 +151,7 @@ def run_one(
         foscttm,
         imputation_metrics,
         integration_metrics,
+        interval_coverage,
         mean_profile_baseline,
         modality_mixing,
     )
@@ -146,6 +165,7 @@ def run_one(
     groups = availability_groups({m: v[eval_idx] for m, v in scn.masks.items()})
     if len(set(groups)) > 1:
         res["modality_mixing"] = modality_mixing(out.latent, groups, labels)
+    res["label_transfer"] = label_transfer_report(out.latent, labels, batch, groups, scn.reference_batches)
     ms = scn.modalities
     if all(m in out.latent_single for m in ms):
         res[f"foscttm_{ms[0]}_{ms[1]}"] = foscttm(out.latent_single[ms[0]], out.latent_single[ms[1]])
@@ -158,8 +178,34 @@ def run_one(
             "mean_profile_baseline": imputation_metrics(base, truth, KIND[m], seed=seed),
             "n_cells": int(truth.shape[0]),
         }
+        if m in out.intervals:  # (lower, upper) of the posterior predictive (REMADOM)
+            lower, upper = out.intervals[m]
+            res["imputation"][m]["interval_90"] = interval_coverage(lower, upper, truth)
     res["metrics_time_s"] = time.perf_counter() - t0
     return res
+
+
+def label_transfer_report(latent, labels, batch, groups, reference_batches) -> dict:
+    """kNN label transfer from the reference (paired) batches to every other batch.
+
+    ``per_group``: accuracy on the target cells of each availability group (e.g. ``adt`` for an
+    ADT-only study); ``all``: on every target cell. A paired scenario uses the same reference
+    batches as its study variant, so its ``all`` is the paired-to-paired accuracy that the study
+    scenario's single-modality transfer is compared with.
+    """
+    import numpy as np
+
+    from remadom.eval import label_transfer_accuracy
+
+    source = np.isin(batch, list(reference_batches))
+    target = ~source
+    out = {"reference_batches": list(reference_batches), "per_group": {}}
+    if not source.any() or not target.any():
+        return out
+    out["all"] = label_transfer_accuracy(latent, labels, source, target)
+    for g in sorted(set(groups[target])):
+        out["per_group"][g] = label_transfer_accuracy(latent, labels, source, target & (groups == g))
+    return out
 
 
 # --- reporting -----------------------------------------------------------------------------------
@@ -266,7 +312,12 @@ def _parse(argv=None):
     p.add_argument("--suite", choices=sorted(SUITES), default="quick")
     p.add_argument("--methods", nargs="+", default=None)
     p.add_argument("--scenarios", nargs="+", default=None)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument(
+        "--epochs",
+        default=None,
+        help="epochs for every method (default: the suite's), or 'default': each method's own "
+        "default (REMADOM its train() default, MULTIVI 500, TOTALVI 400)",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-cells", type=int, default=None, help="subsample every scenario to this many cells")
@@ -285,9 +336,12 @@ def _parse(argv=None):
 def main(argv=None) -> int:
     args = _parse(argv)
     suite = SUITES[args.suite]
-    epochs = args.epochs or suite["epochs"]
+    own_default = args.epochs == "default"
+    epochs = None if own_default else int(args.epochs or suite["epochs"])
     if args.worker:
         scenario, method = args.worker
+        if own_default:
+            epochs = DEFAULT_EPOCHS.get(method)
         n_cells = args.n_cells or suite["n_cells"].get(scenario)
         try:
             res = run_one(
@@ -345,7 +399,8 @@ def main(argv=None) -> int:
                 "--worker-out",
                 str(path),
             ]
-            cmd += ["--suite", args.suite, "--epochs", str(epochs), "--batch-size", str(args.batch_size)]
+            cmd += ["--suite", args.suite, "--epochs", "default" if own_default else str(epochs)]
+            cmd += ["--batch-size", str(args.batch_size)]
             cmd += ["--seed", str(args.seed), "--data-dir", args.data_dir, "--accelerator", args.accelerator]
             if args.n_cells:
                 cmd += ["--n-cells", str(args.n_cells)]

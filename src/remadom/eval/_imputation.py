@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from ._cell_specific import per_feature_auroc
+
 
 def _is_binary(kind: str) -> bool:
     """Whether ``kind`` (a modality kind or a likelihood name) is scored as presence/absence.
@@ -119,12 +121,16 @@ def imputation_metrics(
         ``pearson_feature_n_defined`` and the same for ``pearson_cell``; constant rows/columns
         (e.g. a prediction identical for every cell, as the mean-profile baseline) have an undefined
         correlation, excluded from the mean and counted out of ``*_n_defined``.
-        ``atac``: ``auroc``, ``auprc``, ``positive_rate`` (AUPRC of a random score) and ``n_entries``.
+        ``atac``: ``auroc``, ``auprc``, ``positive_rate`` (AUPRC of a random score) and ``n_entries``
+        (pooled over entries), plus the within-peak AUROC of :func:`~remadom.eval.per_feature_auroc`
+        (``auroc_per_feature_mean`` ...: 0.5 for any prediction that is the same in every cell).
     """
     if pred.shape != truth.shape:
         raise ValueError(f"pred and truth must have the same shape, got {pred.shape} and {truth.shape}.")
     if _is_binary(kind):
-        return _binary_metrics(pred, truth, max_entries=max_entries, seed=seed)
+        out = _binary_metrics(pred, truth, max_entries=max_entries, seed=seed)
+        out.update(per_feature_auroc(pred, truth))
+        return out
     p = log1p_normalize(pred)
     t = log1p_normalize(truth)
     out = _summary(_rowwise_pearson(p.T, t.T), "pearson_feature")

@@ -20,11 +20,13 @@ from ..module import MODULE_KEYS, RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
 from . import _checks, _io
+from ._confounding import confounded_batches, resolve_encoder_inputs
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables, fill_unmeasured
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
+from ._uncertainty import predictive_summary
 from ._unencodable import blank_unencodable
 from ._validation import (
     RemadomSetupError,
@@ -81,6 +83,17 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         Train Bernoulli (ATAC) modalities with an unbiased sampled likelihood: every open peak
         of the minibatch plus this fraction of all peaks for the normaliser, reweighted (see
         :mod:`remadom.nn._sampled_bernoulli`); faster on wide peak sets. ``None``: full likelihood.
+    encoder_inputs
+        ``{modality: transform}`` overriding the encoder input transform of a modality
+        (``"log1p"``, ``"clr"``, ``"identity"``; see :class:`~remadom.nn.networks.EncoderInput`);
+        ``None``: each modality's own (its ``encoder_input`` at setup, else its likelihood's
+        ``default_encoder_input``). ``"auto"`` (default): ADT encoded from its CLR instead of
+        ``log1p`` when a batch is confounded with the modalities it measured (no cell of it shares
+        its set of modalities with a cell of another batch, e.g. an ADT-only study next to a
+        CITE-seq one; listed in ``model.confounded_batches_``), unless setup gave the modality an
+        ``encoder_input`` or its likelihood takes values that may be negative (``gaussian``);
+        else each modality's own. The user guide section "When
+        studies measured different modalities" gives the ablation behind it.
 
     Examples
     --------
@@ -108,6 +121,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         dispersion: str = "gene",
         batch_effect: str = "nonlinear",
         negative_sampling: float | None = None,
+        encoder_inputs: dict[str, str] | str | None = "auto",
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -121,6 +135,11 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             if new.likelihood != old.likelihood:
                 check_modality_matrix(adata, new, get_modality_matrix(adata, new))
         n_features = {m: len(names) for m, names in registered_feature_names(self.adata_manager).items()}
+        self.confounded_batches_ = confounded_batches(
+            self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
+            {s.name: read_mask(adata, s) for s in self.specs},
+        )
+        encoder_inputs = resolve_encoder_inputs(encoder_inputs, self.confounded_batches_, self.specs)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         modalities = [{**s.to_dict(), "n_features": n_features[s.name]} for s in self.specs]
         self.module = self._module_cls(
@@ -137,6 +156,7 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             consistency_weight=consistency_weight,
             dispersion=dispersion,
             batch_effect=batch_effect,
+            encoder_inputs=encoder_inputs,
             modality_stats=modality_statistics(adata, self.specs),
             feature_masks=feature_mask_tables(
                 self.adata_manager, self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
@@ -508,6 +528,8 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         library_size: float = 1e4,
         batch_size: int | None = None,
         return_numpy: bool = True,
+        return_uncertainty: bool = False,
+        interval: float = 0.9,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -534,12 +556,21 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
             RNA/count modalities are returned as expected counts at this library size.
         return_numpy
             Return an array, or an AnnData with the feature names.
+        return_uncertainty
+            Also return the posterior-predictive spread (see
+            :func:`remadom.model._uncertainty.predictive_summary`): ``max(n_samples, 100)`` draws
+            of ``z`` from the posterior, each decoded and drawn through the likelihood.
+        interval
+            Central mass of the predictive interval returned with ``return_uncertainty``.
 
         Returns
         -------
         ``(n_cells, n_features)``: RNA/counts expected counts at ``library_size``, ATAC
-        accessibility probabilities, ADT foreground expected counts (``nbmixture``) or CLR
-        means (``gaussian``).
+        accessibility probabilities, ADT foreground expected counts (``nbmixture``), CLR
+        means (``gaussian_clr``) or means on the values' scale (``gaussian``). With ``return_uncertainty``, a tuple ``(values, spread)`` where
+        ``spread`` has ``std``, ``lower`` and ``upper`` arrays (the predictive distribution of a
+        new measurement: raw counts, at ``library_size`` for RNA/counts, background included for
+        ADT) and ``mean``, ``interval``, ``n_samples``.
         """
         self._check_if_trained(warn=False)
         _checks.check_int("n_samples", n_samples)
@@ -568,10 +599,14 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
                 pred = pred * library_size
             out.append(pred.float().cpu())
         values = blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), from_modalities, "impute")
-        if return_numpy:
-            return values
-        obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
-        return AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+        if not return_numpy:
+            obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
+            values = AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+        if return_uncertainty:
+            spread = predictive_summary(self, target, from_modalities, adata_view, indices, interval=interval,
+                                        n_samples=max(n_samples, 100), library_size=library_size)
+            return values, spread
+        return values
 
     def _decode_expected(self, target, z, gen_in, own_ok, valid):
         k = MODULE_KEYS

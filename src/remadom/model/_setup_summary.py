@@ -74,5 +74,19 @@ def view_setup(model, adata=None, hide_state_registries: bool = False, inherited
         rich.print("Setup via `REMADOM.setup_mudata` with arguments:")
         rich.pretty.pprint(args)
         rich.print("(the model trains on an internal padded AnnData view; model.adata)")
+        if not hide_state_registries:
+            _print_feature_masks(model)
     elif inherited is not None:
         inherited(adata, hide_state_registries=hide_state_registries)
+
+
+def _print_feature_masks(model) -> None:
+    """The feature-mask table of the registry (scvi-tools prints it for AnnData setups only)."""
+    from ._feature_masks import FeatureMaskField
+
+    manager = model.adata_manager
+    for field in manager.fields:
+        if isinstance(field, FeatureMaskField):
+            table = field.view_state_registry(manager.get_state_registry(field.registry_key))
+            if table is not None:
+                rich.print(table)

@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
@@ -81,6 +82,10 @@ class RemadomModule(BaseModuleClass):
         Fraction of features sampled for the training NLL of modalities whose likelihood
         supports it (Bernoulli): unbiased, see :mod:`remadom.nn._sampled_bernoulli`.
         ``None``: the full likelihood.
+    encoder_inputs
+        ``{modality: transform}`` overriding the modality's encoder input transform (its spec's
+        ``encoder_input``, else its likelihood head's ``default_encoder_input``; see
+        :class:`~remadom.nn.networks.EncoderInput`).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class RemadomModule(BaseModuleClass):
         batch_effect: str = "nonlinear",
         feature_masks: dict | None = None,
         negative_sampling: float | None = None,
+        encoder_inputs: dict[str, str] | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -148,7 +154,8 @@ class RemadomModule(BaseModuleClass):
         for spec in self.specs:
             mstats = stats.get(spec.name, {})
             self.encoders[spec.name] = GaussianExpertEncoder(
-                self.n_features[spec.name], n_latent, spec.resolved_encoder_input,
+                self.n_features[spec.name], n_latent,
+                (encoder_inputs or {}).get(spec.name, spec.resolved_encoder_input),
                 n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate,
                 idf=mstats.get("encoder", {}).get("idf"),
             )
@@ -369,8 +376,13 @@ class RemadomModule(BaseModuleClass):
         modality_weights: dict[str, float] | None = None,
         alignment_weight: float = 0.0,
         alignment_on: str = "batch",
+        cycle_weight: float = 0.0,
     ) -> LossOutput:
-        """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms."""
+        """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms.
+
+        ``cycle_weight`` > 0 adds the cross-modal cycle consistency of cells that lack a modality
+        (:mod:`remadom.nn._alignment_cycle`).
+        """
         x = inference_outputs[K.X_PREPARED_KEY]
         observed = inference_outputs[K.OBSERVED_KEY]
         weights = {**self.modality_weights, **(modality_weights or {})}
@@ -408,6 +420,14 @@ class RemadomModule(BaseModuleClass):
                 align = batch_mmd(inference_outputs[K.QZ_MEAN_KEY], groups)
                 loss = loss + alignment_weight * align
                 extra["mmd"] = align.detach()
+        if cycle_weight > 0:
+            gen_in = self._get_generative_input(tensors, inference_outputs)
+            pairs = cycle_targets(self, inference_outputs, gen_in[K.BATCH_INDEX_KEY], gen_in[K.CAT_COVS_KEY],
+                                  gen_in[K.CONT_COVS_KEY])
+            if pairs:
+                cycle = cycle_consistency_loss(pairs)
+                loss = loss + cycle_weight * cycle
+                extra["cycle"] = cycle.detach()
         return LossOutput(
             loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl}, extra_metrics=extra
         )

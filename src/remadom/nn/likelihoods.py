@@ -161,6 +161,13 @@ class LikelihoodHead(nn.Module):
         """Normalized expected value used by :meth:`remadom.REMADOM.impute`."""
         raise NotImplementedError
 
+    def sample(self, params: dict) -> torch.Tensor:
+        """One draw from the observation model (``impute(return_uncertainty=True)``, the cycle loss)."""
+        raise NotImplementedError(
+            f"Likelihood {self.name!r} ({type(self).__name__}) defines no `sample`; posterior-predictive "
+            "intervals and the cycle consistency loss need one."
+        )
+
 
 #: Likelihood name -> head class, filled by :func:`register_likelihood`.
 LIKELIHOODS: dict[str, type[LikelihoodHead]] = {}
@@ -291,6 +298,10 @@ class NegativeBinomialHead(_ScaledCountsHead):
         p = _float(params)
         return -NegativeBinomial(mu=self._mu(p, mask) + _EPS, theta=p["theta"] + _EPS).log_prob(x.float())
 
+    def sample(self, params):
+        p = _float(params)
+        return NegativeBinomial(mu=p["mu"] + _EPS, theta=p["theta"] + _EPS).sample()
+
 
 @register_likelihood
 class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
@@ -314,12 +325,17 @@ class ZeroInflatedNegativeBinomialHead(_ScaledCountsHead):
         params["zi_logits"] = self.dropout_layer(h).float()
         return params
 
-    def nll_entries(self, x, params, mask=None):
+    def _dist(self, params, mask=None):
         p = _float(params)
-        dist = ZeroInflatedNegativeBinomial(
+        return ZeroInflatedNegativeBinomial(
             mu=self._mu(p, mask) + _EPS, theta=p["theta"] + _EPS, zi_logits=p["zi_logits"]
         )
-        return -dist.log_prob(x.float())
+
+    def nll_entries(self, x, params, mask=None):
+        return -self._dist(params, mask).log_prob(x.float())
+
+    def sample(self, params):
+        return self._dist(params).sample()
 
 
 @register_likelihood
@@ -330,6 +346,9 @@ class PoissonHead(_ScaledCountsHead):
 
     def nll_entries(self, x, params, mask=None):
         return -Poisson(self._mu(params, mask) + _EPS).log_prob(x.float())
+
+    def sample(self, params):
+        return Poisson(params["mu"].float() + _EPS).sample()
 
 
 def _binary_statistics(x_observed) -> dict:
@@ -419,6 +438,9 @@ class BernoulliHead(LikelihoodHead):
         slope = self.logit_layer.weight[:, -1]
         return torch.sigmoid(params["logits"].float() - params["depth"] * slope)
 
+    def sample(self, params):
+        return torch.bernoulli(torch.sigmoid(params["logits"].float()))
+
 
 @register_likelihood
 class PeakVIBernoulliHead(LikelihoodHead):
@@ -454,6 +476,9 @@ class PeakVIBernoulliHead(LikelihoodHead):
 
     def expected(self, params):
         return torch.exp(params["log_p_norm"].float())
+
+    def sample(self, params):
+        return torch.bernoulli(torch.exp(params["log_p"].float()))
 
 
 @register_likelihood
@@ -501,12 +526,17 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
             "theta": torch.exp(self.log_theta).expand(h.shape[0], -1),
         }
 
-    def nll_entries(self, x, params, mask=None):
+    def _dist(self, params):
         p = _float(params)
-        dist = NegativeBinomialMixture(
+        return NegativeBinomialMixture(
             mu1=p["rate_back"], mu2=p["rate_fore"], theta1=p["theta"] + _EPS, mixture_logits=p["mixing_logits"]
         )
-        return -dist.log_prob(x.float())
+
+    def nll_entries(self, x, params, mask=None):
+        return -self._dist(params).log_prob(x.float())
+
+    def sample(self, params):
+        return self._dist(params).sample()
 
     def expected(self, params):
         return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
@@ -565,9 +595,15 @@ class GaussianHead(LikelihoodHead):
     def forward(self, h, batch_index, library):
         return {"mean": self.mean_layer(h).float(), "log_var": self.log_var.expand(h.shape[0], -1)}
 
+    def _dist(self, params):
+        return Normal(params["mean"].float(), torch.exp(0.5 * params["log_var"].float()))
+
     def nll_entries(self, x, params, mask=None):
-        dist = Normal(params["mean"].float(), torch.exp(0.5 * params["log_var"].float()))
-        return -dist.log_prob(self._score_values(x, mask))
+        return -self._dist(params).log_prob(self._score_values(x, mask))
+
+    def sample(self, params):
+        """A draw on the scored scale (for :class:`GaussianCLRHead`, the CLR scale)."""
+        return self._dist(params).sample()
 
     def expected(self, params):
         return params["mean"]

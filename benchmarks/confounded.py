@@ -1,0 +1,199 @@
+"""Diagnose and ablate REMADOM on study-confounded scenarios (issue #13).
+
+    python benchmarks/confounded.py --scenario bmmc_cite_study --epochs 50 \\
+        --variant default '{}' \\
+        --variant additive '{"model": {"batch_effect": "additive"}}' \\
+        --variant cycle1 '{"train": {"plan_kwargs": {"cycle_weight": 1.0}}}'
+
+A variant is a name and a JSON object with ``model`` (``REMADOM(...)`` arguments), ``train``
+(``model.train(...)`` arguments) and ``encoder_input`` (``{modality: transform}``). Each variant trains on the same scenario and seed, one after
+the other in this process, and the script prints one JSON line and one table row per variant:
+
+* ``transfer[<group>]``: kNN label transfer from the reference (paired) batches to the cells of each
+  single-modality group (``label_transfer_accuracy``), and ``majority`` its majority-class rate;
+* ``ilisi_mod``: modality-mixing iLISI (availability group as batch), ``ilisi_batch``, ``bio``,
+  ``batch``, ``total``: the scIB numbers of ``integration_metrics`` on the joint latent;
+* ``impute[<m>]``: per-cell Pearson (or within-peak AUROC for ATAC) of the hidden modality, with the
+  mean-profile floor, and the 90 % interval coverage for ADT;
+* diagnostics: ``gap_ratio`` = median over cell types (>= 5 cells on both sides) of the distance
+  between the type's latent centroid in the reference batches and in the other batches, divided
+  by the type's median within-reference spread (about 1 = mixed, >> 1 = separate islands);
+  ``expert_transfer[<m>]`` = label transfer from the joint latent of half the reference cells to
+  the latent that modality ``m`` alone gives the other half (does the single-modality expert
+  place *paired-batch* cells right?); ``nll_swap[<m>]`` = mean NLL of the non-reference cells' own
+  ``m`` decoded with their own batch code and with a reference batch code (how much of the data
+  the batch code explains).
+
+Results are appended as JSON lines to ``--out`` (default ``benchmarks/results/confounded.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _gap_ratio(z, labels, ref):
+    import numpy as np
+
+    ratios = []
+    for t in np.unique(labels):
+        a, b = z[(labels == t) & ref], z[(labels == t) & ~ref]
+        if len(a) < 5 or len(b) < 5:
+            continue
+        spread = np.median(np.linalg.norm(a - a.mean(0), axis=1))
+        ratios.append(np.linalg.norm(a.mean(0) - b.mean(0)) / max(spread, 1e-8))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def _nll_swap(model, cells, modality, ref_code):
+    """Mean NLL of ``modality`` on ``cells`` decoded with their own and with batch ``ref_code``."""
+    import torch
+
+    from remadom.module import MODULE_KEYS
+
+    module = model.module
+    keys = MODULE_KEYS
+    out = {"own": 0.0, "reference": 0.0}
+    n = 0
+    with torch.inference_mode():
+        for tensors in model._loader(model.adata, cells, 256):
+            inf = module.inference(**module._get_inference_input(tensors))
+            gen_in = module._get_generative_input(tensors, inf)
+            x = inf[keys.X_PREPARED_KEY][modality]
+            own = gen_in[keys.BATCH_INDEX_KEY]
+            for key, bidx in (("own", own), ("reference", torch.full_like(own, ref_code))):
+                gen = module.generative(inf[keys.QZ_MEAN_KEY], gen_in[keys.LIBRARY_KEY], bidx, gen_in[keys.CAT_COVS_KEY],
+                                        gen_in[keys.CONT_COVS_KEY], target_modalities=[modality])
+                out[key] += float(module.heads[modality].nll(x, gen[keys.PARAMS_KEY][modality]).sum())
+            n += x.shape[0]
+    return {k: v / max(n, 1) for k, v in out.items()}
+
+
+def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bool) -> dict:
+    import numpy as np
+    import scvi
+    from _method_api import RunConfig
+    from _methods import fit_remadom
+    from _scenarios import KIND
+    from run import label_transfer_report
+
+    from remadom.eval import (
+        availability_groups,
+        imputation_metrics,
+        integration_metrics,
+        interval_coverage,
+        label_transfer_accuracy,
+        mean_profile_baseline,
+        modality_mixing,
+    )
+
+    held = {}
+
+    def adjust(model):
+        held["model"] = model
+        for m, transform in spec.get("encoder_input", {}).items():
+            model.module.encoders[m].input.transform = transform
+
+    scvi.settings.seed = seed
+    out = fit_remadom(
+        scn, RunConfig(epochs=epochs, seed=seed), model_kwargs=spec.get("model"),
+        train_kwargs=spec.get("train"), adjust_model=adjust,
+    )
+    model = held["model"]
+    z = out.latent
+    obs = scn.mdata.obs
+    labels = obs[scn.labels_key].astype(str).to_numpy()
+    batch = obs[scn.batch_key].astype(str).to_numpy()
+    groups = availability_groups(scn.masks)
+    ref = np.isin(batch, scn.reference_batches)
+    res = {"variant": name, "spec": spec, "scenario": scn.name, "epochs": epochs, "epochs_run": out.epochs_run,
+           "train_s": round(out.train_time_s, 1)}
+    lt = label_transfer_report(z, labels, batch, groups, scn.reference_batches)
+    for g, d in lt["per_group"].items():
+        res[f"transfer[{g}]"] = d["accuracy"]
+        res[f"majority[{g}]"] = d["majority_rate"]
+    lat = integration_metrics(z, labels, batch)
+    res.update(bio=lat["bio_conservation"], batch=lat["batch_correction"], total=lat["total"], ilisi_batch=lat["ilisi"])
+    if len(set(groups)) > 1:
+        res["ilisi_mod"] = modality_mixing(z, groups, labels)["ilisi_modality"]
+    for m, pred in out.imputed.items():
+        truth = scn.truth[m].X
+        base = mean_profile_baseline(scn.mdata.mod[m].X, n_cells=truth.shape[0], kind=KIND[m])
+        key = "auroc_per_feature_mean" if KIND[m] == "atac" else "pearson_cell_mean"
+        res[f"impute[{m}]"] = imputation_metrics(pred, truth, KIND[m], seed=seed)[key]
+        res[f"floor[{m}]"] = imputation_metrics(base, truth, KIND[m], seed=seed)[key]
+        if m in out.intervals:
+            res[f"coverage90[{m}]"] = interval_coverage(*out.intervals[m], truth)["coverage"]
+    if diagnose and (~ref).any():
+        res["gap_ratio"] = _gap_ratio(z, labels, ref)
+        rng = np.random.default_rng(seed)
+        ref_idx = np.flatnonzero(ref & np.all(np.stack(list(scn.masks.values())), 0))
+        half = rng.permutation(ref_idx)
+        src, tgt = half[: half.size // 2], half[half.size // 2 :]
+        for m in scn.modalities:
+            z_m = model.get_latent_representation(indices=tgt, modalities=[m])
+            zz = np.concatenate([z[src], z_m])
+            lab = np.concatenate([labels[src], labels[tgt]])
+            srcmask = np.arange(zz.shape[0]) < src.size
+            res[f"expert_transfer[{m}]"] = label_transfer_accuracy(zz, lab, srcmask, ~srcmask)["accuracy"]
+        codes = model.adata_manager.get_from_registry("batch").ravel()
+        ref_code = int(codes[np.flatnonzero(ref)[0]])
+        other = np.flatnonzero(~ref)
+        masks = scn.masks
+        for m in scn.modalities:
+            cells = other[masks[m][other]]
+            if cells.size:
+                sw = _nll_swap(model, cells, m, ref_code)
+                res[f"nll_swap[{m}]"] = f"{sw['own']:.1f}->{sw['reference']:.1f}"
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", nargs="+", default=["bmmc_cite_study"], help="one or more scenarios")
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--n-cells", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-diagnose", action="store_true")
+    p.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)
+    p.add_argument("--out", default=str(HERE / "results" / "confounded.jsonl"))
+    args = p.parse_args(argv)
+
+    from _scenarios import build_scenario
+
+    rows = []
+    for scenario in args.scenario:
+        scn = build_scenario(scenario, args.data_dir, n_cells=args.n_cells, seed=args.seed)
+        rows += _run_all(scn, args)
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("variant", "spec")))
+    print("\n| variant | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
+    for r in rows:
+        vals = [f"{r.get(k):.3f}" if isinstance(r.get(k), float) else str(r.get(k, "–")) for k in keys]
+        print(f"| {r['variant']} | " + " | ".join(vals) + " |")
+    return 0
+
+
+def _run_all(scn, args) -> list[dict]:
+    rows = []
+    for name, spec in args.variant:
+        t0 = time.perf_counter()
+        res = run_variant(scn, name, json.loads(spec), args.epochs, args.seed, not args.no_diagnose)
+        res["wall_s"] = round(time.perf_counter() - t0, 1)
+        rows.append(res)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(json.dumps({k: v for k, v in res.items() if k != "spec"}), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
