@@ -605,6 +605,10 @@ class REMADOM(MuDataSetupMixin, QueryMixin, VAEMixin, UnsupervisedTrainingMixin,
         if return_uncertainty:
             spread = predictive_summary(self, target, from_modalities, adata_view, indices, interval=interval,
                                         n_samples=max(n_samples, 100), library_size=library_size)
+            blank = np.isnan(values.X if isinstance(values, AnnData) else values).all(1)
+            for key in ("std", "lower", "upper", "mean"):  # no prediction, no spread
+                if key in spread and blank.any():
+                    spread[key] = np.where(blank[:, None], np.nan, spread[key])
             return values, spread
         return values
 
