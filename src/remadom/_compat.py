@@ -7,6 +7,7 @@ rename breaks this file only.
 from __future__ import annotations
 
 from scvi.data._utils import _verify_and_correct_data_format  # private in scvi-tools
+from scvi.model._utils import parse_device_args  # private in scvi-tools
 
 # _load_saved_files unpickles with weights_only=False: never call it on a file you did not write;
 # remadom.model._io.load_saved_files is the safe reader (issue #15).
@@ -18,4 +19,4 @@ try:
 except ImportError:  # pragma: no cover
     from scvi.data._constants import _SETUP_ARGS_KEY
 
-__all__ = ["_initialize_model", "_load_saved_files", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]
+__all__ = ["parse_device_args", "_initialize_model", "_load_saved_files", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]

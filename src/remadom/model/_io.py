@@ -248,7 +248,7 @@ def load_model(cls, adata, attr_dict: dict, state_dict: dict, accelerator: str =
 
     ``adata`` must already be the AnnData to register (a MuData already turned into its view).
     """
-    from scvi.model._utils import parse_device_args
+    from .._compat import parse_device_args
 
     _, _, device = parse_device_args(accelerator=accelerator, devices=device, return_device="torch",
                                      validate_single_device=True)
