@@ -62,11 +62,11 @@ def parse_intervals(names) -> pd.DataFrame:
 
 def _overlap_map(inputs: dict[str, AnnData]) -> tuple[pd.Index, dict[str, sp.csr_matrix]]:
     """Common regions (merged union of all peaks) and, per input, a peaks x regions 0/1 matrix."""
+    frames = {k: parse_intervals(a.var_names) for k, a in inputs.items()}  # bad names fail before the import
     try:
         import bioframe
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("peaks='overlap' needs bioframe: pip install 'remadom[intervals]'.") from err
-    frames = {k: parse_intervals(a.var_names) for k, a in inputs.items()}
     merged = bioframe.merge(pd.concat(frames.values(), ignore_index=True))
     merged = bioframe.sort_bedframe(merged).reset_index(drop=True)
     regions = pd.Index([f"{c}:{s}-{e}" for c, s, e in zip(merged.chrom, merged.start, merged.end)])
