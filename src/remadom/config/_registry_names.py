@@ -27,9 +27,11 @@ def _tree(relative: str) -> ast.Module:
 
 @cache
 def builtin_likelihoods() -> tuple[str, ...]:
-    """``name`` of every ``@register_likelihood`` class in ``nn/likelihoods.py``, sorted."""
+    """``name`` of every ``@register_likelihood`` class in the ``nn/likelihoods`` package, sorted."""
     names = []
-    for node in _tree("nn/likelihoods.py").body:
+    files = sorted((_PACKAGE / "nn" / "likelihoods").glob("*.py"))
+    nodes = [node for f in files for node in _tree(f"nn/likelihoods/{f.name}").body]
+    for node in nodes:
         if not isinstance(node, ast.ClassDef):
             continue
         if not any(isinstance(d, ast.Name) and d.id == "register_likelihood" for d in node.decorator_list):

@@ -1,0 +1,221 @@
+"""Outputs of a trained model: latent representation, imputation and reconstruction error.
+
+:class:`PredictionMixin` is mixed into :class:`~remadom.REMADOM`; it relies on the model's
+``module``, ``specs``, ``adata_manager``, ``_loader`` and ``_validate_anndata``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+
+from ..module import MODULE_KEYS
+from . import _checks
+from ._feature_masks import fill_unmeasured
+from ._uncertainty import predictive_summary
+from ._unencodable import blank_unencodable
+from ._validation import read_mask
+
+
+class PredictionMixin:
+    """``get_latent_representation``, ``impute`` and friends for :class:`~remadom.REMADOM`."""
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata=None,
+        indices: Sequence[int] | None = None,
+        modalities: Sequence[str] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Fused posterior of each cell.
+
+        Parameters
+        ----------
+        adata
+            AnnData/MuData set up like the training data (default: the training data).
+        indices
+            Cells to use (default: all).
+        modalities
+            Embed from this subset of modalities only. A cell that has none of them has
+            nothing to embed from: its row is NaN, with an
+            :class:`~remadom.model.UnencodableCellsWarning` giving the count.
+        give_mean
+            Posterior mean (default) or one sample.
+        batch_size
+            Minibatch size for inference.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_latent)``.
+        """
+        self._check_if_trained(warn=False)
+        self._check_modalities(modalities, "modalities")
+        adata = self._validate_anndata(adata)
+        self.module.eval()
+        out, encodable = [], []
+        for tensors in self._loader(adata, indices, batch_size):
+            inf = self.module.inference(**self.module._get_inference_input(tensors), use_modalities=modalities)
+            out.append((inf[MODULE_KEYS.QZ_MEAN_KEY] if give_mean else inf[MODULE_KEYS.Z_KEY]).float().cpu())
+            encodable.append(inf[MODULE_KEYS.ENCODED_KEY].sum(0).cpu() > 0)
+        return blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), modalities,
+                                 "get_latent_representation")
+
+    def _valid_decode_batches(self, target: str) -> np.ndarray:
+        """Batch codes in which ``target`` was observed in the training data."""
+        spec = next(s for s in self.specs if s.name == target)
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+        observed = read_mask(self.adata, spec)
+        return np.unique(codes[observed])
+
+    @torch.inference_mode()
+    def impute(
+        self,
+        target: str,
+        from_modalities: Sequence[str] | None = None,
+        adata=None,
+        indices: Sequence[int] | None = None,
+        n_samples: int = 1,
+        library_size: float = 1e4,
+        batch_size: int | None = None,
+        return_numpy: bool = True,
+        return_uncertainty: bool = False,
+        interval: float = 0.9,
+    ):
+        """Predict modality ``target`` for each cell from (a subset of) its modalities.
+
+        Decoding uses the cell's own batch when ``target`` was measured in that batch,
+        and otherwise averages over the batches in which it was measured. With feature masks
+        (:meth:`get_feature_masks`) the same holds per feature: a feature the cell's batch did not
+        measure is decoded with the batches that measured it, so every cell gets every feature.
+
+        Parameters
+        ----------
+        target
+            Modality to predict.
+        from_modalities
+            Modalities to encode from (default: every modality the cell has). Predictions
+            are made for the cells that have at least one of them; the rows of the other
+            cells are NaN, with an :class:`~remadom.model.UnencodableCellsWarning` giving
+            the count.
+        adata, indices, batch_size
+            Cells to predict, as in :meth:`get_latent_representation`.
+        n_samples
+            1: decode the posterior mean. More: average the prediction over posterior
+            samples.
+        library_size
+            RNA/count modalities are returned as expected counts at this library size.
+        return_numpy
+            Return an array, or an AnnData with the feature names.
+        return_uncertainty
+            Also return the posterior-predictive spread (see
+            :func:`remadom.model._uncertainty.predictive_summary`): ``max(n_samples, 100)`` draws
+            of ``z`` from the posterior, each decoded and drawn through the likelihood.
+        interval
+            Central mass of the predictive interval returned with ``return_uncertainty``.
+
+        Returns
+        -------
+        ``(n_cells, n_features)``: RNA/counts expected counts at ``library_size``, ATAC
+        accessibility probabilities, ADT foreground expected counts (``nbmixture``), CLR
+        means (``gaussian_clr``) or means on the values' scale (``gaussian``). With ``return_uncertainty``, a tuple ``(values, spread)`` where
+        ``spread`` has ``std``, ``lower`` and ``upper`` arrays (the predictive distribution of a
+        new measurement: raw counts, at ``library_size`` for RNA/counts, background included for
+        ADT) and ``mean``, ``interval``, ``n_samples``.
+        """
+        self._check_if_trained(warn=False)
+        _checks.check_int("n_samples", n_samples)
+        _checks.check_float("library_size", library_size, low=0.0, low_open=True)
+        self._check_modalities([target], "target")
+        self._check_modalities(from_modalities, "from_modalities")
+        adata_view = self._validate_anndata(adata)
+        self.module.eval()
+        scales = self.module.heads[target].scales_with_library
+        valid = torch.as_tensor(self._valid_decode_batches(target))
+        out, encodable = [], []
+        for tensors in self._loader(adata_view, indices, batch_size):
+            inf = self.module.inference(**self.module._get_inference_input(tensors),
+                                        use_modalities=from_modalities)
+            encodable.append(inf[MODULE_KEYS.ENCODED_KEY].sum(0).cpu() > 0)
+            gen_in = self.module._get_generative_input(tensors, inf)
+            qz_m = inf[MODULE_KEYS.QZ_MEAN_KEY]
+            batch_index = gen_in[MODULE_KEYS.BATCH_INDEX_KEY]
+            own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(qz_m.device)
+            acc = 0.0
+            for _ in range(n_samples):
+                z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
+            pred = acc / n_samples
+            if scales:
+                pred = pred * library_size
+            out.append(pred.float().cpu())
+        values = blank_unencodable(torch.cat(out).numpy(), torch.cat(encodable).numpy(), from_modalities, "impute")
+        if not return_numpy:
+            obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
+            values = AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+        if return_uncertainty:
+            spread = predictive_summary(self, target, from_modalities, adata_view, indices, interval=interval,
+                                        n_samples=max(n_samples, 100), library_size=library_size)
+            blank = np.isnan(values.X if isinstance(values, AnnData) else values).all(1)
+            for key in ("std", "lower", "upper", "mean"):  # no prediction, no spread
+                if key in spread and blank.any():
+                    spread[key] = np.where(blank[:, None], np.nan, spread[key])
+            return values, spread
+        return values
+
+    def _decode_expected(self, target, z, gen_in, own_ok, valid):
+        k = MODULE_KEYS
+
+        def decode(batch_index):
+            gen = self.module.generative(
+                z, gen_in[k.LIBRARY_KEY], batch_index, gen_in[k.CAT_COVS_KEY], gen_in[k.CONT_COVS_KEY],
+                target_modalities=[target],
+            )
+            return self.module.heads[target].expected(gen[k.PARAMS_KEY][target])
+
+        pred = decode(gen_in[k.BATCH_INDEX_KEY])
+        if not bool(own_ok.all()):
+            bad = ~own_ok
+            avg = 0.0
+            for code in valid.tolist():
+                avg = avg + decode(torch.full_like(gen_in[k.BATCH_INDEX_KEY], code))[bad]
+            pred[bad] = avg / len(valid)
+        table = self.module.feature_masks.batch_masks(target)
+        if table is not None:  # features the cell's batch did not measure: decoders of batches that did
+            batch_index = gen_in[k.BATCH_INDEX_KEY]
+            pred = fill_unmeasured(pred, batch_index, own_ok, table,
+                                   lambda code: decode(torch.full_like(batch_index, code)), valid.tolist())
+        return pred
+
+    def get_normalized_expression(self, adata=None, indices=None, library_size: float = 1e4,
+                                  from_modalities=None, n_samples: int = 1, batch_size=None,
+                                  return_numpy: bool = True):
+        """RNA expression at ``library_size``; shorthand for ``impute("rna", ...)``."""
+        return self.impute("rna", from_modalities=from_modalities, adata=adata, indices=indices,
+                           n_samples=n_samples, library_size=library_size, batch_size=batch_size,
+                           return_numpy=return_numpy)
+
+    @torch.inference_mode()
+    def get_reconstruction_error(self, adata=None, indices=None, batch_size=None) -> dict:
+        """Mean negative log-likelihood per modality, over the cells that have it.
+
+        The plain NLL of each modality's likelihood: ``modality_weights`` do not apply.
+        """
+        adata = self._validate_anndata(adata)
+        self.module.eval()
+        totals = dict.fromkeys(self.modality_names, 0.0)
+        counts = dict.fromkeys(self.modality_names, 0.0)
+        unweighted = {"modality_weights": dict.fromkeys(self.modality_names, 1.0)}
+        for tensors in self._loader(adata, indices, batch_size):
+            inf, _, loss = self.module(tensors, loss_kwargs=unweighted)
+            observed = inf[MODULE_KEYS.OBSERVED_KEY]
+            for i, m in enumerate(self.modality_names):
+                totals[m] += float(loss.reconstruction_loss[m].sum())
+                counts[m] += float(observed[i].sum())
+        return {f"reconstruction_loss_{m}": totals[m] / max(counts[m], 1.0) for m in self.modality_names}
