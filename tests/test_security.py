@@ -140,12 +140,8 @@ def test_resume_refuses_a_payload_last_ckpt(finished_run, tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_resume_ignores_a_best_model_path_outside_the_run(finished_run, tmp_path):
-    """A clean last.ckpt whose best_model_path points at a payload elsewhere: never loaded, never deleted."""
-    run = _copy_run(finished_run, tmp_path)
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "elsewhere.ckpt"
-    torch.save({"state_dict": {}, "evil": Payload(marker)}, evil)
+def _point_best_checkpoint_at(run, evil):
+    """Rewrite the run's clean last.ckpt so its checkpoint callbacks name ``evil`` as the best model."""
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     for state in ckpt["callbacks"].values():
         state["dirpath"] = str(run / "checkpoints")  # as if written in place
@@ -154,6 +150,15 @@ def test_resume_ignores_a_best_model_path_outside_the_run(finished_run, tmp_path
         state["best_k_models"] = {str(evil): torch.tensor(-1e30)}
         state["kth_best_model_path"], state["kth_value"] = str(evil), torch.tensor(-1e30)
     torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+
+
+def test_resume_ignores_a_best_model_path_outside_the_run(finished_run, tmp_path):
+    """A clean last.ckpt whose best_model_path points at a payload elsewhere: never loaded, never deleted."""
+    run = _copy_run(finished_run, tmp_path)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "elsewhere.ckpt"
+    torch.save({"state_dict": {}, "evil": Payload(marker)}, evil)
+    _point_best_checkpoint_at(run, evil)
     assert _resume(run) == 0
     assert not marker.exists() and evil.is_file()
 
@@ -163,14 +168,7 @@ def test_best_checkpoint_payload_inside_the_run_is_refused(finished_run, tmp_pat
     marker = tmp_path / "pwned"
     evil = run / "checkpoints" / "best-epoch999.ckpt"
     torch.save({"state_dict": {}, "evil": Payload(marker)}, evil)
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    for state in ckpt["callbacks"].values():
-        state["dirpath"] = str(run / "checkpoints")  # as if written in place
-        state["best_model_path"] = str(evil)
-        state["best_model_score"] = torch.tensor(-1e30)
-        state["best_k_models"] = {str(evil): torch.tensor(-1e30)}
-        state["kth_best_model_path"], state["kth_value"] = str(evil), torch.tensor(-1e30)
-    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+    _point_best_checkpoint_at(run, evil)
     assert _resume(run) == 3
     assert "refusing to load the checkpoint" in capsys.readouterr().err
     assert not marker.exists()
