@@ -200,41 +200,10 @@ def cmd_mock(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """``remadom evaluate``: reload a run's model and compute remadom.eval metrics."""
-    import yaml
+    from ._evaluate_report import format_metrics_table
+    from ._evaluate_run import evaluate_run
 
-    from .. import REMADOM
-    from ..config import validate_config
-    from ._data import load_data
-    from ._manifest import atomic_write_text
-
-    run_dir = Path(args.run_dir)
-    cfg_path = run_dir / "config_resolved.yaml"
-    if not cfg_path.is_file() or not (run_dir / "model").is_dir():
-        raise DataError(f"{run_dir} is not a finished run directory (needs config_resolved.yaml and model/).",
-                        "Pass the directory printed by 'remadom train'.")
-    try:
-        config = validate_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
-    except ValueError as e:
-        raise ConfigurationError(str(e), "The run's config_resolved.yaml was edited; restore it.") from e
-    data = load_data(config)
-    try:
-        model = REMADOM.load(str(run_dir / "model"), adata=data.data)
-    except (ValueError, KeyError) as e:
-        raise DataError(f"the model in {run_dir / 'model'} does not fit the data: {e}",
-                        "Evaluate with the data file the run was trained on.") from e
-    labels, batch = data.setup_kwargs.get("labels_key"), data.setup_kwargs.get("batch_key")
-    if labels is None or batch is None:
-        raise ConfigurationError("evaluation needs data.labels_key and data.batch_key in the run's config.",
-                                 "Train with both keys set to compute integration metrics.")
-    from remadom.eval import evaluate_model
-
-    metrics = {k: (v if v is None or isinstance(v, int) else float(v))
-               for k, v in evaluate_model(model, labels=labels, batch=batch).items()}
-    out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
-    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
-    from ._evaluate_report import format_metrics_table, plot_metrics_figure
-
-    figure = plot_metrics_figure(metrics, out.with_suffix(".png"))
+    metrics, out, figure = evaluate_run(Path(args.run_dir), Path(args.out) if args.out else None)
     print(format_metrics_table(metrics))
     print(f"wrote {out} and {figure}")
     return 0
