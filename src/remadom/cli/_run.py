@@ -119,7 +119,6 @@ class Run:
                         artifacts, metrics)
         return run_dir
 
-
     def _check_environment(self, target) -> tuple[dict, dict | None]:
         """The current environment, checked under the env policy against the run it resumes or re-runs."""
         environment = current_environment()
