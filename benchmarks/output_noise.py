@@ -43,9 +43,10 @@ def count(verbosity: str | None) -> dict:
         env["REMADOM_VERBOSITY"] = verbosity
     with tempfile.TemporaryDirectory() as cwd:  # no ../shared/data next to it
         out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, check=True)
+                             stderr=subprocess.STDOUT, check=True)
+    # bytes, decoded without universal newlines: text=True would turn each "\r" bar redraw into a line
     sections, current = {}, "import+load data"
-    for line in out.stdout.split("\n"):
+    for line in out.stdout.decode("utf-8", "replace").split("\n"):
         if line.startswith("@@ "):
             current = line[3:]
             sections.setdefault(current, (0, 0))

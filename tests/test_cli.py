@@ -173,6 +173,9 @@ def test_resume_keeps_earlier_epochs_in_metrics_csv(tmp_path):
     assert (run_dir / "figures" / "loss_curves.png").is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["metrics"]["epochs_trained"] == 4 and manifest["sessions"] == 2
+    # the per-step log continues too: 144 training cells in batches of 64 -> 3 steps per epoch
+    steps = [json.loads(line)["step"] for line in (run_dir / "logs" / "steps.jsonl").read_text().splitlines()]
+    assert steps == list(range(12))
 
 
 @needs_mock
@@ -268,12 +271,13 @@ def test_debug_shows_traceback(tmp_path, capsys):
 def test_help_and_module_entry_point(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for word in ("train", "mock", "evaluate", "manifest", "schema", "exit codes", "REMADOM__MODEL__N_LATENT"):
+    for word in ("train", "sweep", "mock", "evaluate", "manifest", "schema", "exit codes", "REMADOM__MODEL__N_LATENT"):
         assert word in out
     from remadom.cli.train import run
 
     assert run(["--help"]) == 0
-    assert "--resume" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--resume" in out and "--env-policy" in out
 
 
 def test_dry_run_prints_resolved_config(capsys, monkeypatch):

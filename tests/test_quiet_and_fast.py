@@ -140,3 +140,21 @@ def test_view_anndata_setup_for_anndata_keeps_the_scvi_registry(mosaic_adata, ca
     REMADOM(mosaic_adata, n_latent=4, n_hidden=16).view_anndata_setup()
     out = capsys.readouterr().out
     assert "adata.obsm['X_atac']" in out and "(obs['has_atac'])" in out and "Data Registry" in out
+
+
+def test_load_reads_the_model_file_once(monkeypatch):
+    """REMADOM.load reads model.pt once (scvi-tools' load read it twice: "already downloaded" twice)."""
+    import torch
+    from conftest import make_mosaic_adata
+
+    from remadom import REMADOM
+    from remadom.model import _io
+
+    saved = Path(__file__).parent / "data" / "tiny_model_plain_format"
+    reads, loads = [], []
+    real_read, real_load = _io._read, torch.load
+    monkeypatch.setattr(_io, "_read", lambda path, trusted: reads.append(path) or real_read(path, trusted))
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(str(f)) or real_load(f, *a, **k))
+    REMADOM.load(saved, adata=make_mosaic_adata(n=60, seed=3))
+    assert [Path(p).name for p in reads] == ["model.pt"]
+    assert [Path(p).name for p in loads] == ["model.pt"]

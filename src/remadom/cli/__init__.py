@@ -1,4 +1,4 @@
-"""Command line and reproducible runs (``remadom train|mock|evaluate|manifest|schema``).
+"""Command line and reproducible runs (``remadom train|sweep|mock|evaluate|manifest|schema``).
 
 ``run_training`` is imported on first use, so ``remadom --help`` does not load torch.
 """
@@ -6,11 +6,13 @@
 from ._errors import (
     EXIT_CONFIG,
     EXIT_DATA,
+    EXIT_ENV_POLICY,
     EXIT_ENVIRONMENT,
     EXIT_TRAINING,
     ConfigurationError,
     DataError,
     EnvironmentMismatchError,
+    EnvironmentPolicyError,
     TrainingFailure,
 )
 
@@ -18,10 +20,12 @@ __all__ = [
     "EXIT_CONFIG",
     "EXIT_DATA",
     "EXIT_ENVIRONMENT",
+    "EXIT_ENV_POLICY",
     "EXIT_TRAINING",
     "ConfigurationError",
     "DataError",
     "EnvironmentMismatchError",
+    "EnvironmentPolicyError",
     "TrainingFailure",
     "run_training",
 ]

@@ -9,6 +9,7 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
 EXIT_TRAINING = 5
+EXIT_ENV_POLICY = 6
 
 
 class RemadomCLIError(Exception):
@@ -49,6 +50,13 @@ class EnvironmentMismatchError(RemadomCLIError):
 
     exit_code = EXIT_ENVIRONMENT
     title = "Environment mismatch"
+
+
+class EnvironmentPolicyError(EnvironmentMismatchError):
+    """``--env-policy strict``: the environment differs from the one the run recorded (exit code 6)."""
+
+    exit_code = EXIT_ENV_POLICY
+    title = "Environment differs from the recorded run"
 
 
 class TrainingFailure(RemadomCLIError):

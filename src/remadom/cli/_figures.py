@@ -111,28 +111,42 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
-def _per_10k(x: np.ndarray) -> np.ndarray:
-    lib = x.sum(1, keepdims=True)
-    return x / np.maximum(lib, 1e-8) * 1e4
+def _like_with_like(head, obs: np.ndarray, pred: np.ndarray, library_size: float = 1e4):
+    """Per-feature observed and predicted values of the same quantity, and their axis labels.
 
+    ``head`` is the modality's likelihood head (class or instance); ``pred`` is
+    ``impute(..., library_size=library_size, include_background=True)``, the mean of a new
+    measurement.
 
-def _like_with_like(spec, obs: np.ndarray, pred: np.ndarray):
-    """Per-feature observed and predicted values on the same scale, with axis labels.
-
-    Binary (ATAC): fraction of cells open vs mean predicted probability. Counts: the log1p
-    of the per-feature *mean* of counts per 10k on both axes (``impute`` returns the
-    expectation, so its mean is compared with the mean of the observed values, not with the
-    mean of their log1p). ``impute("adt")`` of the ``nbmixture`` likelihood is the
-    foreground (background removed) while observed counts include background; both are
-    rescaled to 10k per cell, and the label says so.
+    * binary heads (ATAC): fraction of cells with the feature open against the mean predicted
+      probability;
+    * count heads: ``log1p`` of the per-feature *mean* of counts on both axes: the observed
+      counts, and the predicted mean counts of each cell (at the cell's observed library size
+      for heads that scale with it, ``rna``). The mean of an expectation is the expectation of
+      the mean, so a perfect model lies on the diagonal; the mean of ``log1p`` of counts, or
+      counts rescaled per cell, would not. For ``nbmixture`` ADT the prediction includes the
+      background, as the observed counts do;
+    * other heads (Gaussian): per-feature means of the values as the head scores them (the
+      CLR of the counts for ``gaussian_clr``) against the predicted means.
     """
-    if spec.is_binary:
-        return (obs > 0).mean(0), pred.mean(0), "fraction of cells open", "mean probability"
-    px = np.log1p(_per_10k(obs).mean(0))
-    py = np.log1p(_per_10k(pred).mean(0))
-    foreground = spec.likelihood == "nbmixture"
-    return (px, py, "log1p(mean counts per 10k)" + (", with background" if foreground else ""),
-            "log1p(mean expected per 10k)" + (", foreground only" if foreground else ""))
+    from ..nn.likelihoods import LikelihoodHead
+
+    cls = head if isinstance(head, type) else type(head)
+    if cls.binary:
+        return ((obs > 0).mean(0), pred.mean(0), "fraction of cells with the feature open",
+                "mean open probability")
+    if cls.requires_counts:
+        background = cls.observation_mean is not LikelihoodHead.observation_mean
+        if cls.scales_with_library:
+            pred = pred / library_size * obs.sum(1, keepdims=True)
+            what = "log1p(feature mean of expected counts at the cell's library size)"
+        else:
+            what = "log1p(feature mean of expected counts" + (", background included)" if background else ")")
+        return np.log1p(obs.mean(0)), np.log1p(pred.mean(0)), "log1p(feature mean of counts)", what
+    score = getattr(cls, "_score_values_np", None)  # the Gaussian heads' scoring transform
+    scored = np.asarray(score(obs)) if score is not None else obs
+    scale = "CLR of counts" if cls.name == "gaussian_clr" else "values"
+    return scored.mean(0), pred.mean(0), f"feature mean of {scale}", f"feature mean of predicted {scale}"
 
 
 class ImputationSnapshot(Callback):
@@ -140,7 +154,8 @@ class ImputationSnapshot(Callback):
 
     For each modality, cells that have it and another modality are predicted from the
     others (imputation); if there are none, the modality is reconstructed from itself.
-    Points are per-feature means (log1p-normalized for counts, probabilities for ATAC).
+    Points are per-feature means of the same quantity on both axes (:func:`_like_with_like`):
+    the predicted mean of a new measurement (background included) against the observations.
     """
 
     def __init__(self, model, val_idx: np.ndarray, out_dir: str | Path, every: int, max_cells: int = 300):
@@ -177,10 +192,11 @@ class ImputationSnapshot(Callback):
                     continue
                 idx = self.val_idx[cells]
                 source = [o for o in others if masks[o][cells].any()] if cross.any() else [m]
-                pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4)
+                pred = model.impute(m, from_modalities=source, indices=idx, library_size=1e4,
+                                    include_background=True)
                 matrix = model.get_modality_data(m)
                 obs = _dense(matrix[idx])
-                px, py, unit, what = _like_with_like(spec, obs, pred)
+                px, py, unit, what = _like_with_like(model.module.heads[m], obs, pred)
                 panels.append((m, source, px, py, unit, idx.size, what))
         finally:
             model.is_trained_ = was_trained

@@ -19,6 +19,28 @@ def _writable_parent(path: Path) -> Path:
     return p
 
 
+def check_device_settings(config) -> None:
+    """A GPU/MPS accelerator that exists, and a precision the device supports."""
+    import torch
+
+    acc = config.trainer.accelerator.lower()
+    if acc in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise EnvironmentMismatchError(
+            f"trainer.accelerator={config.trainer.accelerator!r} but PyTorch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}).",
+            "Use --set trainer.accelerator=cpu (or auto), or run on a machine with a GPU and a CUDA build of torch.",
+        )
+    if acc == "mps" and not torch.backends.mps.is_available():
+        raise EnvironmentMismatchError("trainer.accelerator='mps' but MPS is not available.",
+                                       "Use --set trainer.accelerator=cpu (or auto).")
+    on_cpu = acc == "cpu" or (acc == "auto" and not torch.cuda.is_available())
+    if on_cpu and config.trainer.precision == "16-mixed":
+        raise EnvironmentMismatchError(
+            "trainer.precision='16-mixed' needs a GPU; this run would train on the CPU.",
+            "Use --set trainer.precision=32 (or bf16-mixed) on CPU.",
+        )
+
+
 def check_run_environment(config) -> None:
     """Accelerator name, device count and a writable ``logging.save_dir``."""
     import torch

@@ -7,9 +7,11 @@
 * :class:`AtomicCheckpointIO` writes checkpoints to a temporary file and renames it.
 * :class:`RunTrainRunner` uses a trainer that accepts a plain Lightning ``ModelCheckpoint``
   (scvi-tools' trainer otherwise adds its own ``SaveCheckpoint``).
+* the training plan also logs each step's loss terms for ``logs/steps.jsonl``
+  (:mod:`remadom.cli._step_log`).
 
 They are installed on a model instance with :func:`install`, through the scvi-tools
-class attributes ``_data_splitter_cls`` and ``_train_runner_cls``.
+class attributes ``_data_splitter_cls``, ``_train_runner_cls`` and ``_training_plan_cls``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.utils.data import RandomSampler
 from ..train import SparseBatchDataSplitter
 from ._atomic import atomic_write
 from ._checkpoints import RunModelCheckpoint, load_checkpoint
+from ._step_log import JSONLinesLogger, with_step_metrics, without_step_metrics
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -134,6 +137,12 @@ class _RunCSVWriter(ExperimentWriter):
             except pd.errors.EmptyDataError:
                 self._rows = None
 
+    def log_metrics(self, metrics_dict, step=None) -> None:
+        """Record epoch-summary metrics (the per-step keys go to ``steps.jsonl`` only)."""
+        metrics_dict = without_step_metrics(metrics_dict)
+        if metrics_dict:
+            super().log_metrics(metrics_dict, step)
+
     def save(self) -> None:
         """Write earlier and new rows to ``metrics.csv``."""
         if not self.metrics:
@@ -168,15 +177,18 @@ class RunCSVLogger(CSVLogger):
 
 
 def make_loggers(run_dir):
-    """scvi-tools' in-memory logger (``model.history``) plus a :class:`RunCSVLogger` in ``logs/``."""
+    """scvi-tools' in-memory logger (``model.history``), a :class:`RunCSVLogger` and the step log in ``logs/``."""
     from remadom._compat import SimpleLogger
 
     class _CopyingSimpleLogger(SimpleLogger):
         # scvi's logger pops "epoch" from the shared dict; give it a copy so the CSV keeps it
         def log_metrics(self, metrics, step=None):
-            super().log_metrics(dict(metrics), step)
+            metrics = without_step_metrics(metrics)
+            if len(metrics) > ("epoch" in metrics):
+                super().log_metrics(metrics, step)
 
-    return [_CopyingSimpleLogger(), RunCSVLogger(save_dir=os.fspath(run_dir), name="logs", version="")]
+    return [_CopyingSimpleLogger(), RunCSVLogger(save_dir=os.fspath(run_dir), name="logs", version=""),
+            JSONLinesLogger(os.path.join(os.fspath(run_dir), "logs", "steps.jsonl"))]
 
 
 def make_checkpoint_callback(dirpath, monitor: str) -> ModelCheckpoint:
@@ -218,3 +230,4 @@ def install(model) -> None:
     """
     model._data_splitter_cls = SeededDataSplitter
     model._train_runner_cls = RunTrainRunner
+    model._training_plan_cls = with_step_metrics(model._training_plan_cls)

@@ -1,7 +1,8 @@
-"""The ``remadom`` command line: train, mock, evaluate, manifest validate, schema.
+"""The ``remadom`` command line: train, sweep, mock, evaluate, manifest validate, schema.
 
 Exit codes: 0 success, 2 configuration error, 3 data error, 4 environment mismatch,
-5 training failure, 1 anything else. Errors print one paragraph naming the problem and
+5 training failure, 6 environment differs from the recorded run (``--env-policy strict``),
+1 anything else. Errors print one paragraph naming the problem and
 its fix; ``--debug`` adds the traceback.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from ._errors import (
     EXIT_CONFIG,
     EXIT_DATA,
+    EXIT_ENV_POLICY,
     EXIT_ENVIRONMENT,
     EXIT_FAILURE,
     EXIT_TRAINING,
@@ -32,6 +34,7 @@ exit codes:
   3  data error (missing/unreadable file, keys not in the data)
   4  environment mismatch (no GPU for accelerator=gpu, library versions differ on resume)
   5  training failure (non-finite loss, crash during training)
+  6  environment differs from the run being resumed or re-run (--env-policy strict, without --force)
 
 configuration is resolved as: defaults < --config YAML < REMADOM__SECTION__KEY environment
 variables (e.g. REMADOM__MODEL__N_LATENT=32) < --set section.key=value (YAML scalars).
@@ -40,6 +43,14 @@ variables (e.g. REMADOM__MODEL__N_LATENT=32) < --set section.key=value (YAML sca
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def _env_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-policy", choices=("strict", "warn", "ignore"), default="warn",
+                   help="when resuming or re-running a recorded run: strict stops on any package difference "
+                        "(exit 6), warn (default) warns, ignore skips the comparison")
+    p.add_argument("--force", action="store_true",
+                   help="run even though the environment differs from the recorded one (a warning instead)")
 
 
 def _version() -> str:
@@ -70,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-dir", help="shorthand for --set logging.save_dir=DIR")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _env_args(p)
+    _common(p)
+
+    p = sub.add_parser("sweep", help="one resolved config per grid point; run them in sequence or print the commands",
+                       description="Write <save_dir>/sweeps/<tag>/point_NNN.yaml for each point of a grid of "
+                                   "config values (see 'Sweeps' in docs/cli.md), then train them one after the other.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", required=True, help="grid YAML: base config, optional tag, lists of values per dotted key")
+    p.add_argument("--save-dir", help="parent of sweeps/ (default: the base config's logging.save_dir)")
+    p.add_argument("--print", "--dry-run", dest="print_only", action="store_true",
+                   help="write the configs and print the train commands instead of running them")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _env_args(p)
     _common(p)
 
     p = sub.add_parser("mock", help="write a mock dataset (and optionally an example config)")
@@ -133,9 +157,17 @@ def cmd_train(args) -> int:
     from ._run import run_training
 
     run_dir = run_training(config, raw, config_source=source, resume=args.resume,
-                           progress_bar=not args.no_progress)
+                           progress_bar=not args.no_progress, env_policy=args.env_policy, force=args.force)
     print(f"run directory: {run_dir}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    """``remadom sweep``."""
+    from ._sweep import run_sweep
+
+    return run_sweep(args.grid, save_dir=args.save_dir, print_only=args.print_only,
+                     progress_bar=not args.no_progress, env_policy=args.env_policy, force=args.force)
 
 
 def cmd_mock(args) -> int:
@@ -168,41 +200,10 @@ def cmd_mock(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """``remadom evaluate``: reload a run's model and compute remadom.eval metrics."""
-    import yaml
+    from ._evaluate_report import format_metrics_table
+    from ._evaluate_run import evaluate_run
 
-    from .. import REMADOM
-    from ..config import validate_config
-    from ._data import load_data
-    from ._manifest import atomic_write_text
-
-    run_dir = Path(args.run_dir)
-    cfg_path = run_dir / "config_resolved.yaml"
-    if not cfg_path.is_file() or not (run_dir / "model").is_dir():
-        raise DataError(f"{run_dir} is not a finished run directory (needs config_resolved.yaml and model/).",
-                        "Pass the directory printed by 'remadom train'.")
-    try:
-        config = validate_config(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
-    except ValueError as e:
-        raise ConfigurationError(str(e), "The run's config_resolved.yaml was edited; restore it.") from e
-    data = load_data(config)
-    try:
-        model = REMADOM.load(str(run_dir / "model"), adata=data.data)
-    except (ValueError, KeyError) as e:
-        raise DataError(f"the model in {run_dir / 'model'} does not fit the data: {e}",
-                        "Evaluate with the data file the run was trained on.") from e
-    labels, batch = data.setup_kwargs.get("labels_key"), data.setup_kwargs.get("batch_key")
-    if labels is None or batch is None:
-        raise ConfigurationError("evaluation needs data.labels_key and data.batch_key in the run's config.",
-                                 "Train with both keys set to compute integration metrics.")
-    from remadom.eval import evaluate_model
-
-    metrics = {k: (v if v is None or isinstance(v, int) else float(v))
-               for k, v in evaluate_model(model, labels=labels, batch=batch).items()}
-    out = Path(args.out) if args.out else run_dir / "eval" / "metrics.json"
-    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
-    from ._evaluate_report import format_metrics_table, plot_metrics_figure
-
-    figure = plot_metrics_figure(metrics, out.with_suffix(".png"))
+    metrics, out, figure = evaluate_run(Path(args.run_dir), Path(args.out) if args.out else None)
     print(format_metrics_table(metrics))
     print(f"wrote {out} and {figure}")
     return 0
@@ -256,7 +257,7 @@ def cmd_schema(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "mock": cmd_mock, "evaluate": cmd_evaluate, "schema": cmd_schema}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "mock": cmd_mock, "evaluate": cmd_evaluate, "schema": cmd_schema}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +319,7 @@ def _report(err: RemadomCLIError, code: int, debug: bool) -> int:
     return code
 
 
-__all__ = ["EXIT_CONFIG", "EXIT_DATA", "EXIT_ENVIRONMENT", "EXIT_TRAINING", "build_parser", "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_DATA", "EXIT_ENVIRONMENT", "EXIT_ENV_POLICY", "EXIT_TRAINING", "build_parser", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover

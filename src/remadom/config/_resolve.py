@@ -68,6 +68,11 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> dict:
     Names are case-insensitive (lower-cased); ``__`` separates levels, e.g.
     ``REMADOM__MODEL__N_LATENT=32`` sets ``model.n_latent`` and ``REMADOM__SEED=1`` sets
     ``seed``. Values are parsed as YAML scalars.
+
+    Not pydantic-settings (not a dependency): its environment source parses complex values as
+    JSON and strings otherwise, while here environment values are YAML scalars exactly as
+    ``--set`` values are, and they sit between the YAML file and ``--set`` in one merge
+    validated once by :class:`RunConfig`.
     """
     environ = os.environ if environ is None else environ
     tree: dict = {}

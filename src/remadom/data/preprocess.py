@@ -8,7 +8,9 @@ mask, when present) and leaves hidden cells at zero. Like scanpy, ``copy=False``
 writes into ``adata`` and returns ``None``; ``copy=True`` returns a modified copy.
 
 Backends: scanpy (normalization, log1p, HVG), scikit-learn (``TruncatedSVD`` for LSI),
-numpy/scipy (TF-IDF, CLR; the CLR formula is muon's ``prot.pp.clr``). A missing
+numpy/scipy (TF-IDF, CLR; the CLR formula is muon's ``prot.pp.clr``; not muon's own
+functions: muon is not a dependency, and these take their statistics over the observed
+cells only, which muon's ``atac.pp.tfidf`` / ``prot.pp.clr`` cannot be told). A missing
 optional backend (e.g. ``scikit-misc`` for ``flavor="seurat_v3"``) gives a warning and
 a fallback or a no-op, never an import error.
 """

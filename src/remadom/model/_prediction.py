@@ -87,6 +87,7 @@ class PredictionMixin:
         return_numpy: bool = True,
         return_uncertainty: bool = False,
         interval: float = 0.9,
+        include_background: bool = False,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -119,6 +120,10 @@ class PredictionMixin:
             of ``z`` from the posterior, each decoded and drawn through the likelihood.
         interval
             Central mass of the predictive interval returned with ``return_uncertainty``.
+        include_background
+            Return the mean of a new measurement, background included (the likelihood head's
+            ``observation_mean``), instead of the signal alone; it only differs for ``nbmixture``
+            ADT, whose default is the foreground. Use it to compare with observed counts.
 
         Returns
         -------
@@ -150,7 +155,7 @@ class PredictionMixin:
             acc = 0.0
             for _ in range(n_samples):
                 z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
-                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, include_background)
             pred = acc / n_samples
             if scales:
                 pred = pred * library_size
@@ -169,15 +174,17 @@ class PredictionMixin:
             return values, spread
         return values
 
-    def _decode_expected(self, target, z, gen_in, own_ok, valid):
+    def _decode_expected(self, target, z, gen_in, own_ok, valid, include_background: bool = False):
         k = MODULE_KEYS
+        head = self.module.heads[target]
+        mean = head.observation_mean if include_background else head.expected
 
         def decode(batch_index):
             gen = self.module.generative(
                 z, gen_in[k.LIBRARY_KEY], batch_index, gen_in[k.CAT_COVS_KEY], gen_in[k.CONT_COVS_KEY],
                 target_modalities=[target],
             )
-            return self.module.heads[target].expected(gen[k.PARAMS_KEY][target])
+            return mean(gen[k.PARAMS_KEY][target])
 
         pred = decode(gen_in[k.BATCH_INDEX_KEY])
         if not bool(own_ok.all()):

@@ -139,6 +139,15 @@ class LikelihoodHead(nn.Module):
         """Normalized expected value used by :meth:`remadom.REMADOM.impute`."""
         raise NotImplementedError
 
+    def observation_mean(self, params: dict) -> torch.Tensor:
+        """Mean of a new measurement under the observation model, on the scale of :meth:`expected`.
+
+        The same as :meth:`expected` unless the head separates a background component from
+        the signal (``nbmixture``), whose :meth:`expected` leaves the background out.
+        ``impute(..., include_background=True)`` returns it.
+        """
+        return self.expected(params)
+
     def sample(self, params: dict) -> torch.Tensor:
         """One draw from the observation model (``impute(return_uncertainty=True)``, the cycle loss)."""
         raise NotImplementedError(

@@ -212,3 +212,8 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
 
     def expected(self, params):
         return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
+
+    def observation_mean(self, params):
+        """Mean counts with background: ``p_background * rate_back + (1 - p_background) * rate_fore``."""
+        p_back = torch.sigmoid(params["mixing_logits"])
+        return p_back * params["rate_back"] + (1.0 - p_back) * params["rate_fore"]
