@@ -121,3 +121,20 @@ def test_stored_value_chunks_are_bounded(tmp_path):
         dense = list(stored_value_chunks(f["x"], 7))
         assert max(c.size for c in dense) <= 7
         np.testing.assert_array_equal(np.concatenate(dense), f["x"][:])
+
+
+@pytest.mark.slow
+def test_user_guide_large_data_code_runs(tmp_path, monkeypatch):
+    """The user guide's "Large data" code blocks (except the multi-device ones) run as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "user_guide.md").read_text()
+    section = text[text.index("## Large data"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S) if "devices=" not in b]
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile("\n".join(blocks), "user_guide.md", "exec"), namespace)
+    assert namespace["latent"].shape == (600, namespace["model"].module.n_latent)
