@@ -59,7 +59,8 @@ def read_h5ad_backed(path: str | Path) -> AnnData:
 
     ``obs``, ``var``, ``uns`` and ``varm`` are read into memory (they are small); each sparse
     matrix becomes an :class:`anndata.abc.CSRDataset` and each dense one an
-    :class:`h5py.Dataset` of the file, opened read-only. Register the result with
+    :class:`h5py.Dataset` of the file, opened read-only. ``obsp`` and ``varp`` (cell or feature
+    graphs, unused by REMADOM) are not read. Register the result with
     :meth:`remadom.REMADOM.setup_anndata` as usual; training then reads each minibatch's rows
     from disk (see the module docstring for why this path).
 
