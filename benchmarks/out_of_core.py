@@ -125,7 +125,7 @@ def worker(args) -> dict:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.times.append(time.perf_counter())
 
-    row = {"file": str(args.file), "mode": "in-memory" if args.in_memory else "backed",
+    row = {"file": str(args.file), "mode": "in-memory" if args.in_memory else "backed", "accelerator": args.accelerator,
            "file_gb": round(args.file.stat().st_size / 1e9, 2), "steps": args.steps,
            "batch_size": args.batch_size, "threads": args.threads}
     t0 = time.perf_counter()
@@ -133,7 +133,8 @@ def worker(args) -> dict:
     row.update(n_cells=adata.n_obs, open_s=round(time.perf_counter() - t0, 1),
                rss_open_mb=round(_status_mb("VmRSS")))
     t0 = time.perf_counter()
-    remadom.REMADOM.setup_anndata(adata, atac_obsm_key="X_atac", adt_obsm_key="X_adt", batch_key="batch")
+    remadom.REMADOM.setup_anndata(adata, atac_obsm_key="X_atac" if "X_atac" in adata.obsm else None,
+                                  adt_obsm_key="X_adt" if "X_adt" in adata.obsm else None, batch_key="batch")
     row.update(setup_s=round(time.perf_counter() - t0, 1), rss_setup_mb=round(_status_mb("VmRSS")))
     scvi.settings.seed = 0
     t0 = time.perf_counter()
@@ -146,7 +147,7 @@ def worker(args) -> dict:
     timer = StepTimer()
     t0 = time.perf_counter()
     model.train(max_epochs=10_000, max_steps=args.steps, batch_size=args.batch_size, train_size=1.0,
-                callbacks=[timer], enable_progress_bar=False, accelerator="cpu")
+                callbacks=[timer], enable_progress_bar=False, accelerator=args.accelerator)
     row["train_s"] = round(time.perf_counter() - t0, 1)
     skip = min(20, len(timer.times) // 4)
     span = timer.times[-1] - timer.times[skip]
@@ -181,6 +182,7 @@ def main(argv=None) -> int:
     r.add_argument("--batch-size", type=int, default=256)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--in-memory", action="store_true", help="read each whole file into RAM instead")
+    r.add_argument("--accelerator", default="cpu")
     r.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of REMADOM(...)")
     r.add_argument("--out", type=Path, default=None, help="append the runs as JSON lines")
     r.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -201,7 +203,8 @@ def main(argv=None) -> int:
     for path in args.files:
         cmd = [sys.executable, __file__, "run", str(path), "--worker", "--steps", str(args.steps),
                "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-               "--model-kwargs", args.model_kwargs] + (["--in-memory"] if args.in_memory else [])
+               "--model-kwargs", args.model_kwargs, "--accelerator", args.accelerator] + (
+                   ["--in-memory"] if args.in_memory else [])
         load = os.getloadavg()[0]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         found = [line[4:] for line in out.stdout.splitlines() if line.startswith("ROW ")]
