@@ -23,8 +23,9 @@ as sparse tensors).
 Everything else about a backed AnnData is the in-memory one: setup, ``train``,
 ``get_latent_representation``, ``save``/``load``. Setup checks the stored values chunk by chunk
 (:mod:`remadom._ondisk`) and computes the initialization statistics on a bounded sample of
-cells, so host memory does not grow with the number of cells beyond ``obs`` and each sparse
-matrix's ``indptr`` (8 bytes per cell).
+cells, so host memory grows with the number of cells only by per-cell vectors: ``obs``, the
+splitter's indices and each sparse matrix's ``indptr`` (8 bytes per cell); measured ~230 bytes
+per cell in all (``benchmarks/out_of_core.py``).
 """
 
 from __future__ import annotations
