@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # 1. throughput at 100k peaks (synthetic paired 100k cells x 2k genes x 100k peaks), REMADOM fp32 vs bf16-mixed,
 #    full vs sampled ATAC likelihood: cells/s per epoch, final validation ELBO (bf16 must match fp32 within ~1 %);
-# 2. DDP scaling on 2 GPUs (if two are visible): same data, strategy=ddp, batch per device = batch / 2.
+# 2. out of core: 200 steps from the file on disk vs in memory (benchmarks/out_of_core.py): cells/s and peak RSS;
+# 3. DDP scaling on 2 GPUs (if two are visible): same data, strategy=ddp, batch per device = batch / 2.
 # Results: JSON lines + a log under OUT_DIR. Needs the package importable (PYTHONPATH=src or installed).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,11 @@ run fp32 '{}' --precision 32 || true
 run bf16 '{}' || true
 run bf16_sampled10 '{"negative_sampling": 0.1}' || true
 run multivi_ref '{}' --methods remadom multivi || true
+# out of core: the same file read minibatch by minibatch from disk (remadom.data.read_h5ad_backed) vs in memory
+for mode in "" "--in-memory"; do
+  timeout 600 $PY "$HERE/out_of_core.py" run "$OUT/data/synth_${N}_100000.h5ad" --steps 200 --batch-size "$BATCH" \
+    --threads 8 --accelerator gpu --out "$OUT/out_of_core.jsonl" $mode 2>&1 | tail -n 3 || true
+done
 # DDP scaling: 2 GPUs, same global batch as the 1-GPU bf16 run
 if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -ge 2 ]; then
   run ddp2 '{}' --devices 2 --strategy ddp || true

@@ -43,6 +43,10 @@ MOSAIC_LAYOUT: tuple[tuple[str, ...], ...] = (("rna", "atac"), ("rna", "adt"), (
 #: Cells per ATAC sub-chunk (``_ATAC_ROWS x n_peaks`` float32 temporaries: 40 MB at 100k peaks).
 _ATAC_ROWS = 100
 _MODALITIES = ("rna", "atac", "adt")
+#: HDF5 chunk length (elements) of the CSR ``data`` / ``indices`` arrays. Reading a row of a
+#: chunked dataset reads its whole chunks: small chunks keep random-row minibatch reads cheap
+#: (256 random ATAC rows at 100k peaks: 0.21 s with 65,536-element chunks, 0.07 s with 4,096).
+_H5_CHUNK = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ class _CSRAppender:
         self.group, self.n_cols, self.n_rows = group, n_cols, 0
         group.attrs["encoding-type"] = "csr_matrix"
         group.attrs["encoding-version"] = "0.1.0"
-        opts = {"maxshape": (None,), "chunks": (1 << 16,)}
+        opts = {"maxshape": (None,), "chunks": (_H5_CHUNK,)}
         group.create_dataset("data", shape=(0,), dtype=np.float32, **opts)
         group.create_dataset("indices", shape=(0,), dtype=np.int64, **opts)
         group.create_dataset("indptr", data=np.zeros(1, dtype=np.int64), **opts)

@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._ondisk import is_on_disk, stored_value_chunks
 from ._validation import RemadomSetupError, check_masks, get_modality_matrix, read_mask
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,9 @@ def check_observed_somewhere(adata, specs) -> None:
 # -------------------------------------------------------------- data values
 def _stored_chunks(matrix):
     """Stored values in chunks of at most :data:`_CHUNK` (sparse: ``.data``; dense: row blocks)."""
+    if is_on_disk(matrix):
+        yield from stored_value_chunks(matrix, _CHUNK)
+        return
     if sp.issparse(matrix):
         data = np.asarray(matrix.data)
         for start in range(0, data.size, _CHUNK):

@@ -15,6 +15,7 @@ from scvi.data import AnnDataManager
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
+from .._ondisk import is_sparse_on_disk
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
@@ -448,7 +449,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         )
 
     def _has_sparse_modality(self) -> bool:
-        return any(sp.issparse(get_modality_matrix(self.adata, s)) for s in self.specs)
+        return any(sp.issparse(m) or is_sparse_on_disk(m) for m in (get_modality_matrix(self.adata, s) for s in self.specs))
 
     def _validate_anndata(self, adata=None, copy_if_view: bool = True):
         """scvi-tools' check, after validating new data as setup does (see :func:`_checks.conform_new_data`)."""

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._ondisk import is_on_disk, on_disk_format_problem
 from ..modalities import ModalitySpec
 
 
@@ -65,6 +66,9 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
         raise RemadomSetupError(
             f"Modality {spec.name!r} has zero features. Remove it from setup or pass the right key."
         )
+    if is_on_disk(matrix):  # backed data (remadom.data.read_h5ad_backed): checked chunk by chunk, never loaded
+        check_on_disk_matrix(spec, matrix)
+        return
     values = _values(matrix)
     if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
         raise RemadomSetupError(f"Modality {spec.name!r} holds non-numeric values ({values.dtype}).")
@@ -87,6 +91,20 @@ def check_modality_matrix(adata, spec: ModalitySpec, matrix) -> None:
             "models raw counts. Pass the raw-count layer (e.g. {'layer': 'counts'}), or choose "
             "likelihood 'gaussian' for continuous data."
         )
+
+
+def check_on_disk_matrix(spec: ModalitySpec, matrix) -> None:
+    """Format and values of a modality matrix left on disk, read a bounded chunk at a time."""
+    from ._checks import check_values
+
+    problem = on_disk_format_problem(matrix)
+    if problem is not None:
+        raise RemadomSetupError(
+            f"Modality {spec.name!r} {problem}. Write it as a float CSR matrix (e.g. load it, "
+            "convert with scipy.sparse.csr_matrix(m, dtype='float32') and write the file again), or "
+            "load it into memory."
+        )
+    check_values(spec, matrix)
 
 
 def read_mask(adata, spec: ModalitySpec) -> np.ndarray:
