@@ -20,9 +20,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
+from .._constants import mask_column
 from ..modalities import ModalitySpec
 from ._fields import feature_names, registered_feature_names, registered_specs
-from ._validation import RemadomSetupError, get_modality_matrix, read_mask
+from ._validation import RemadomSetupError, get_modality_matrix, mask_from_obs
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ def prepare_anndata(
     report = {"modalities": {}}
     for name, r in ref.items():
         spec = r.spec
+        column = spec.mask_key or mask_column(name)
         if name in carried:
             if not _carried(adata, spec):
                 raise RemadomSetupError(
@@ -185,21 +187,16 @@ def prepare_anndata(
             matrix = get_modality_matrix(adata, spec)
             aligned, entry = align_features(matrix, feature_names(adata, spec), r.features, name)
             present = (
-                read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+                mask_from_obs(adata.obs, column, name) if column in adata.obs else np.ones(adata.n_obs, dtype=bool)
             )
         else:
             aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)
             entry, present = None, np.zeros(adata.n_obs, dtype=bool)
         report["modalities"][name] = entry
-        if spec.mask_key is None:
-            if not present.all():
-                raise RemadomSetupError(
-                    f"The reference registered no availability mask for {name!r} (every reference cell had it), "
-                    f"so query cells without {name!r} cannot be marked missing. Set the reference up with a mask "
-                    f"column (e.g. obs['has_{name}'] = True) to map queries that lack {name!r}."
-                )
-        else:
-            obs[spec.mask_key] = present
+        # A reference modality registered without a mask (every reference cell had it) gets one in
+        # the default column: the query's setup (the reference's setup replayed) registers it, so
+        # the query may lack the modality in some or all cells. The reference is not changed.
+        obs[column] = present
         if spec.attr == "layers":
             X = aligned
             if spec.key is not None:
