@@ -245,10 +245,12 @@ class QueryMixin(ArchesMixin):
 
         The query keeps each modality where the reference had it (same layer / ``obsm`` key);
         it may carry any subset of the reference's modalities and its own per-cell masks
-        (the reference's mask columns, e.g. ``obs["has_adt"]``). Per modality the features are
-        matched by name: reordered, query-only features dropped, absent reference features
-        filled with zeros. What was done is logged and stored in ``uns["remadom_query"]``;
-        :meth:`load_query_data` leaves the filled features out of the reconstruction loss.
+        (the reference's mask columns, e.g. ``obs["has_adt"]``; for a modality the reference
+        registered without a mask, ``obs["has_<modality>"]``, which the returned AnnData always
+        has). Per modality the features are matched by name: reordered, query-only features
+        dropped, absent reference features filled with zeros. What was done is logged and stored
+        in ``uns["remadom_query"]``; :meth:`load_query_data` marks the filled features unmeasured
+        in the query's feature masks (no loss, missing to the encoders).
 
         Unlike scvi-tools' ``inplace=True`` default, the user's object is never modified.
 
@@ -267,8 +269,7 @@ class QueryMixin(ArchesMixin):
         Raises
         ------
         RemadomSetupError
-            An unknown modality, a modality without any feature in common with the reference,
-            or a missing modality the reference has no mask for.
+            An unknown modality, or a modality without any feature in common with the reference.
         """
         if kwargs.get("inplace"):
             raise TypeError(
@@ -486,7 +487,7 @@ class QueryMixin(ArchesMixin):
         if not query:
             return
         table = rich.table.Table(title="Query mapping onto the reference")
-        for col in ("modality", "reference features", "found", "filled (not in loss)", "query-only dropped"):
+        for col in ("modality", "reference features", "found", "filled (masked: not in loss)", "query-only dropped"):
             table.add_column(col)
         for m, entry in query["modalities"].items():
             if entry is None:

@@ -3,9 +3,11 @@
 The user's AnnData/MuData is never modified: a new object laid out exactly as the reference
 was registered is returned. Per modality, features are matched *by name*: reordered, the
 query's extra features dropped, and the reference features the query lacks filled with zeros
-and recorded in ``uns["remadom_query"]``. :meth:`~remadom.REMADOM.load_query_data` excludes the
-filled features from the reconstruction loss (until feature-level masks exist, this is the
-only place they are marked); the encoders still see them as zeros.
+and recorded in ``uns["remadom_query"]``. :meth:`~remadom.REMADOM.load_query_data` marks the
+filled features as unmeasured in the query batches' feature masks
+(:mod:`remadom.model._query_masks`), so they add nothing to the loss and the encoders see them as
+missing. A reference modality registered without an availability mask gets the default column
+``obs["has_<modality>"]`` here, so a query may lack it.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[o
     if share < MIN_FEATURE_OVERLAP:
         warnings.warn(
             f"The query has only {share:.0%} of the reference's {modality!r} features; the other "
-            f"{int((~found).sum())} are filled with zeros and left out of the loss, but the encoder "
-            "sees them as zeros, which can shift the latent.",
+            f"{int((~found).sum())} are marked unmeasured (no loss; the encoder sees them as missing), "
+            "but so many missing features can shift the latent.",
             UserWarning,
             stacklevel=3,
         )
