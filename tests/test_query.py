@@ -504,6 +504,9 @@ def _real_split(mdata, query_cells):
 
 
 def _map_and_transfer(ref_data, query_data, modalities, labels_key, epochs):
+    import scvi
+
+    scvi.settings.seed = 0  # unseeded, the short SNARE run fell to the majority rate once in 2026-12
     REMADOM.setup_mudata(ref_data, modalities=modalities, batch_key="batch", labels_key=labels_key)
     ref = REMADOM(ref_data)
     ref.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False)
@@ -516,6 +519,7 @@ def _map_and_transfer(ref_data, query_data, modalities, labels_key, epochs):
     truth = query_data.obs.loc[q.adata.obs_names, labels_key].astype(str).to_numpy()
     accuracy = float(np.mean(pred["predicted"].to_numpy() == truth))
     majority = float(pd.Series(truth).value_counts(normalize=True).iloc[0])
+    print(f"query label transfer {accuracy:.3f}, majority rate {majority:.3f}")
     return accuracy, majority
 
 
