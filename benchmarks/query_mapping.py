@@ -224,6 +224,7 @@ def main(argv=None):
     parser.add_argument("--splits", nargs="+", default=["pbmc", "snare"])
     parser.add_argument("--methods", nargs="+", default=["remadom", "multivi"])
     parser.add_argument("--out", default=str(HERE / "results" / "query_mapping.json"))
+    parser.add_argument("--seed", type=int, default=0, help="scvi.settings.seed before each method's run")
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir)
     results = []
@@ -238,7 +239,11 @@ def main(argv=None):
             if method == "multivi" and split != "pbmc":
                 continue  # the comparison the issue asks for is on the PBMC split
             run = run_remadom if method == "remadom" else run_multivi
-            row = {"split": split, "method": method, "epochs": args.epochs, "query_majority_rate": majority}
+            import scvi
+
+            scvi.settings.seed = args.seed  # the same seed for every method and split
+            row = {"split": split, "method": method, "epochs": args.epochs, "seed": args.seed,
+                   "query_majority_rate": majority}
             row.update(run(mdata, query, labels_key, modalities, args.epochs))
             row["load_1min"] = os.getloadavg()[0]
             print(json.dumps(row), flush=True)

@@ -6,6 +6,7 @@ rename breaks this file only.
 
 from __future__ import annotations
 
+from scvi.data._constants import _FIELD_REGISTRIES_KEY, _STATE_REGISTRY_KEY  # private in scvi-tools
 from scvi.data._utils import _verify_and_correct_data_format  # private in scvi-tools
 from scvi.model._utils import parse_device_args  # private in scvi-tools
 
@@ -19,4 +20,10 @@ try:
 except ImportError:  # pragma: no cover
     from scvi.data._constants import _SETUP_ARGS_KEY
 
-__all__ = ["parse_device_args", "_initialize_model", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]
+
+def mutable_state_registry(adata_manager, registry_key: str) -> dict:
+    """The state registry of one field as the live dict (``get_state_registry`` returns a frozen copy)."""
+    return adata_manager.registry[_FIELD_REGISTRIES_KEY][registry_key][_STATE_REGISTRY_KEY]
+
+
+__all__ = ["mutable_state_registry", "parse_device_args", "_initialize_model", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]

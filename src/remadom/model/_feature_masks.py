@@ -202,8 +202,10 @@ class FeatureMaskField(BaseAnnDataField):
         return {"masks": masks}
 
     def transfer_field(self, state_registry: dict, adata_target, **kwargs) -> dict:
-        """New data is scored with the model's masks (the batches it was trained on)."""
-        return state_registry
+        """New data is scored with the model's masks; new (query) batches get a row (see ``_query_masks``)."""
+        from ._query_masks import extend_masks_to_new_batches
+
+        return extend_masks_to_new_batches(state_registry, adata_target, self._batch_key)
 
     def get_summary_stats(self, state_registry: dict) -> dict:
         return {}

@@ -68,11 +68,22 @@ class PredictionMixin:
                                  "get_latent_representation")
 
     def _valid_decode_batches(self, target: str) -> np.ndarray:
-        """Batch codes in which ``target`` was observed in the training data."""
+        """Batch codes in which ``target`` was observed in the training data.
+
+        For a query model, also the reference batches that measured it (a query may lack ``target``
+        entirely).
+        """
         spec = next(s for s in self.specs if s.name == target)
         codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
         observed = read_mask(self.adata, spec)
-        return np.unique(codes[observed])
+        valid = np.union1d(np.unique(codes[observed]), self._reference_decode_batches(target))
+        if not len(valid):
+            raise ValueError(
+                f"No batch of this model measured {target!r}, so there is no decoder to impute it with. "
+                "Impute it with the reference model, or map the query again with this version of REMADOM "
+                "(it records the reference batches that measured each modality)."
+            )
+        return valid.astype(np.int64)
 
     @torch.inference_mode()
     def impute(

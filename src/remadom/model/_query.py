@@ -17,6 +17,7 @@ the model initialization and the first state-dict expansion. REMADOM extends it 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -32,6 +33,7 @@ from torch import nn
 
 from ._mudata_setup import is_mudata
 from ._query_align import QUERY_UNS_KEY, prepare_anndata, prepare_mudata
+from ._query_masks import install_query_feature_masks
 from ._validation import RemadomSetupError
 
 logger = logging.getLogger(__name__)
@@ -172,6 +174,33 @@ class _RestoreReferenceEntries(Callback):
         self.freeze.restore()
 
 
+def set_query_train_modes(module: nn.Module, train_encoders: Sequence[str]) -> None:
+    """Training modes of a query module: the encoders being trained in train mode, the rest in eval mode.
+
+    - Frozen parts stay in eval mode (as scvi-tools' ``ArchesMixin`` leaves them): with the default
+      frozen encoders the query latent the decoders' new batch entries are fitted to is the
+      deterministic reference embedding that ``get_latent_representation`` returns, not a
+      dropout-perturbed one. REMADOM's decoders have no dropout and no layer keeps running
+      statistics (LayerNorm, no batch norm), so eval mode changes nothing else for them.
+    - Encoders named in ``train_encoders`` train with dropout, as in the reference's training.
+    - The module itself stays in eval mode, so modality dropout (a reference-training device for
+      learning a joint latent from paired cells) is off for queries.
+    """
+    module.eval()
+    for name in train_encoders:
+        module.encoders[name].train()
+
+
+class _QueryTrainModes(Callback):
+    """Apply :func:`set_query_train_modes` when query training starts (Lightning keeps per-module modes)."""
+
+    def __init__(self, train_encoders: Sequence[str]):
+        self.train_encoders = list(train_encoders)
+
+    def on_train_start(self, trainer, pl_module):
+        set_query_train_modes(pl_module.module, self.train_encoders)
+
+
 # --------------------------------------------------------------------------- mixin
 def _batch_state(model) -> dict:
     state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
@@ -216,10 +245,12 @@ class QueryMixin(ArchesMixin):
 
         The query keeps each modality where the reference had it (same layer / ``obsm`` key);
         it may carry any subset of the reference's modalities and its own per-cell masks
-        (the reference's mask columns, e.g. ``obs["has_adt"]``). Per modality the features are
-        matched by name: reordered, query-only features dropped, absent reference features
-        filled with zeros. What was done is logged and stored in ``uns["remadom_query"]``;
-        :meth:`load_query_data` leaves the filled features out of the reconstruction loss.
+        (the reference's mask columns, e.g. ``obs["has_adt"]``; for a modality the reference
+        registered without a mask, ``obs["has_<modality>"]``, which the returned AnnData always
+        has). Per modality the features are matched by name: reordered, query-only features
+        dropped, absent reference features filled with zeros. What was done is logged and stored
+        in ``uns["remadom_query"]``; :meth:`load_query_data` marks the filled features unmeasured
+        in the query's feature masks (no loss, missing to the encoders).
 
         Unlike scvi-tools' ``inplace=True`` default, the user's object is never modified.
 
@@ -238,8 +269,7 @@ class QueryMixin(ArchesMixin):
         Raises
         ------
         RemadomSetupError
-            An unknown modality, a modality without any feature in common with the reference,
-            or a missing modality the reference has no mask for.
+            An unknown modality, or a modality without any feature in common with the reference.
         """
         if kwargs.get("inplace"):
             raise TypeError(
@@ -317,8 +347,9 @@ class QueryMixin(ArchesMixin):
 
         Notes
         -----
-        As with scvi-tools' ``ArchesMixin``, the module is left in evaluation mode, so query training
-        runs without dropout and modality dropout.
+        Query training runs the frozen parts in evaluation mode (no dropout, no modality dropout;
+        as scvi-tools' ``ArchesMixin`` leaves them) and the encoders named by ``train_encoders`` in
+        train mode (with dropout); see :func:`set_query_train_modes`.
 
         Raises
         ------
@@ -365,6 +396,11 @@ class QueryMixin(ArchesMixin):
             "modalities": report["modalities"],
             "train_encoders": list(train_encoders or []),
             "trainable_entries": {k: v.cpu() for k, v in trainable.items()},
+            # per modality the reference batches that measured it: impute decodes with them
+            "reference_decode_batches": {
+                m: [ref_batches["categories"][int(c)] for c in ref._valid_decode_batches(m)]
+                for m in ref.modality_names
+            },
         }
         model._apply_query_state()
         # with nothing to train (no new batch, frozen encoders) the reference embedding is final
@@ -373,17 +409,11 @@ class QueryMixin(ArchesMixin):
 
     # ---------------------------------------------------------------- query state
     def _apply_query_state(self) -> None:
-        """Install the query's feature restriction and reference freeze on the module (also after load)."""
+        """Install the query's feature masks and reference freeze on the module (also after load)."""
         query = getattr(self, "query_", None)
         if not query:
             return
-        observed = {}
-        for m, entry in query["modalities"].items():
-            if entry and entry["n_filled"]:
-                filled = set(entry["filled"])
-                names = np.asarray(self.feature_names_[m], dtype=str)
-                observed[m] = torch.as_tensor(np.where(~np.isin(names, list(filled)))[0], dtype=torch.long)
-        self.module.observed_features = observed
+        install_query_feature_masks(self)  # filled features: unmeasured entries of the query batches
         unknown = set(query["train_encoders"]) - set(self.modality_names)
         if unknown:
             raise ValueError(
@@ -397,6 +427,13 @@ class QueryMixin(ArchesMixin):
                 trainable[name] = None
         self._reference_freeze = ReferenceFreeze(self.module, trainable)
 
+    def _reference_decode_batches(self, target: str) -> np.ndarray:
+        """Batch codes of the reference batches that measured ``target`` (empty unless a query model)."""
+        query = getattr(self, "query_", None) or {}
+        names = (query.get("reference_decode_batches") or {}).get(target, [])
+        categories = [str(c) for c in _batch_state(self)["categories"]]
+        return np.asarray([categories.index(n) for n in names if n in categories], dtype=np.int64)
+
     def _query_trainer_kwargs(self, trainer_kwargs: dict) -> dict:
         """Add the reference-restoring callback when training a query model."""
         freeze = getattr(self, "_reference_freeze", None)
@@ -409,7 +446,23 @@ class QueryMixin(ArchesMixin):
                 "train_encoders=True to load_query_data."
             )
         callbacks = list(trainer_kwargs.get("callbacks") or [])
-        return {**trainer_kwargs, "callbacks": [*callbacks, _RestoreReferenceEntries(freeze)]}
+        modes = _QueryTrainModes(self.query_["train_encoders"])
+        return {**trainer_kwargs, "callbacks": [*callbacks, _RestoreReferenceEntries(freeze), modes]}
+
+    @contextlib.contextmanager
+    def _query_training(self):
+        """Around query training: Lightning's warning about modules in eval mode is expected there.
+
+        The frozen parts are in eval mode on purpose (:func:`set_query_train_modes`).
+        """
+        if getattr(self, "_reference_freeze", None) is None:
+            yield
+            return
+        from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=PossibleUserWarning)
+            yield
 
     # -------------------------------------------------------------- unseen batches
     def _validate_anndata(self, adata=None, copy_if_view: bool = True):
@@ -434,7 +487,7 @@ class QueryMixin(ArchesMixin):
         if not query:
             return
         table = rich.table.Table(title="Query mapping onto the reference")
-        for col in ("modality", "reference features", "found", "filled (not in loss)", "query-only dropped"):
+        for col in ("modality", "reference features", "found", "filled (masked: not in loss)", "query-only dropped"):
             table.add_column(col)
         for m, entry in query["modalities"].items():
             if entry is None:

@@ -3,9 +3,11 @@
 The user's AnnData/MuData is never modified: a new object laid out exactly as the reference
 was registered is returned. Per modality, features are matched *by name*: reordered, the
 query's extra features dropped, and the reference features the query lacks filled with zeros
-and recorded in ``uns["remadom_query"]``. :meth:`~remadom.REMADOM.load_query_data` excludes the
-filled features from the reconstruction loss (until feature-level masks exist, this is the
-only place they are marked); the encoders still see them as zeros.
+and recorded in ``uns["remadom_query"]``. :meth:`~remadom.REMADOM.load_query_data` marks the
+filled features as unmeasured in the query batches' feature masks
+(:mod:`remadom.model._query_masks`), so they add nothing to the loss and the encoders see them as
+missing. A reference modality registered without an availability mask gets the default column
+``obs["has_<modality>"]`` here, so a query may lack it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
+from .._constants import mask_column
 from ..modalities import ModalitySpec
 from ._fields import feature_names, registered_feature_names, registered_specs
-from ._validation import RemadomSetupError, get_modality_matrix, read_mask
+from ._validation import RemadomSetupError, get_modality_matrix, mask_from_obs
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +86,8 @@ def align_features(matrix, names, reference: pd.Index, modality: str) -> tuple[o
     if share < MIN_FEATURE_OVERLAP:
         warnings.warn(
             f"The query has only {share:.0%} of the reference's {modality!r} features; the other "
-            f"{int((~found).sum())} are filled with zeros and left out of the loss, but the encoder "
-            "sees them as zeros, which can shift the latent.",
+            f"{int((~found).sum())} are marked unmeasured (no loss; the encoder sees them as missing), "
+            "but so many missing features can shift the latent.",
             UserWarning,
             stacklevel=3,
         )
@@ -177,6 +180,7 @@ def prepare_anndata(
     report = {"modalities": {}}
     for name, r in ref.items():
         spec = r.spec
+        column = spec.mask_key or mask_column(name)
         if name in carried:
             if not _carried(adata, spec):
                 raise RemadomSetupError(
@@ -185,21 +189,16 @@ def prepare_anndata(
             matrix = get_modality_matrix(adata, spec)
             aligned, entry = align_features(matrix, feature_names(adata, spec), r.features, name)
             present = (
-                read_mask(adata, spec) if spec.mask_key in adata.obs else np.ones(adata.n_obs, dtype=bool)
+                mask_from_obs(adata.obs, column, name) if column in adata.obs else np.ones(adata.n_obs, dtype=bool)
             )
         else:
             aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)
             entry, present = None, np.zeros(adata.n_obs, dtype=bool)
         report["modalities"][name] = entry
-        if spec.mask_key is None:
-            if not present.all():
-                raise RemadomSetupError(
-                    f"The reference registered no availability mask for {name!r} (every reference cell had it), "
-                    f"so query cells without {name!r} cannot be marked missing. Set the reference up with a mask "
-                    f"column (e.g. obs['has_{name}'] = True) to map queries that lack {name!r}."
-                )
-        else:
-            obs[spec.mask_key] = present
+        # A reference modality registered without a mask (every reference cell had it) gets one in
+        # the default column: the query's setup (the reference's setup replayed) registers it, so
+        # the query may lack the modality in some or all cells. The reference is not changed.
+        obs[column] = present
         if spec.attr == "layers":
             X = aligned
             if spec.key is not None:

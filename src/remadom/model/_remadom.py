@@ -441,12 +441,13 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         if has_val:  # Lightning fails on a forced validation loop without validation cells
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs = self._query_trainer_kwargs(trainer_kwargs)
-        return super().train(
-            max_epochs=max_epochs, accelerator=accelerator, devices=devices, train_size=train_size,
-            validation_size=validation_size, batch_size=batch_size, early_stopping=early_stopping,
-            load_sparse_tensor=load_sparse_tensor, datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan, **trainer_kwargs,
-        )
+        with self._query_training():
+            return super().train(
+                max_epochs=max_epochs, accelerator=accelerator, devices=devices, train_size=train_size,
+                validation_size=validation_size, batch_size=batch_size, early_stopping=early_stopping,
+                load_sparse_tensor=load_sparse_tensor, datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan, **trainer_kwargs,
+            )
 
     def _has_sparse_modality(self) -> bool:
         return any(sp.issparse(m) or is_sparse_on_disk(m) for m in (get_modality_matrix(self.adata, s) for s in self.specs))

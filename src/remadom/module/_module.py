@@ -21,7 +21,6 @@ from ..nn.masked import FeatureMaskBank
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
 from ._constants import MODULE_KEYS as K
-from ._observed_features import restrict_to_observed_features
 
 
 def _rows(mask: torch.Tensor) -> torch.Tensor:
@@ -393,17 +392,13 @@ class RemadomModule(BaseModuleClass):
             rows = generative_outputs[K.ROWS_KEY][m]
             nll = observed.new_zeros(n_cells)
             if rows.numel() > 0:
-                params = generative_outputs[K.PARAMS_KEY][m]
-                x_m, params_m = restrict_to_observed_features(self, m, _take(x[m], rows), params)
+                params_m = generative_outputs[K.PARAMS_KEY][m]
+                x_m = _take(x[m], rows)
                 emask = entry_masks.get(m)
                 if emask is None:  # heads written without a mask argument score fully measured data
                     cell_nll = self.heads[m].nll(x_m, params_m)
                 else:
-                    emask_m = _take(emask, rows)
-                    keep = getattr(self, "observed_features", {}).get(m)
-                    if keep is not None:  # query-filled features are left out like in x_m
-                        emask_m = emask_m.index_select(-1, keep.to(emask_m.device))
-                    cell_nll = self.heads[m].nll(x_m, params_m, mask=emask_m)
+                    cell_nll = self.heads[m].nll(x_m, params_m, mask=_take(emask, rows))
                 nll = nll.index_put((rows,), cell_nll)
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
