@@ -275,3 +275,49 @@ def fill_unmeasured(pred, batch_index, own_ok, table, decode, valid_codes):
         acc = acc + decode(int(code)) * measured.to(pred.dtype)
         count = count + measured.to(pred.dtype)
     return torch.where(need, acc / count.clamp(min=1.0), pred)
+
+
+def read_feature_mask_table(path) -> pd.DataFrame:
+    """Read a feature mask from a ``.csv``/``.tsv``/``.parquet`` file: batches x features, bool.
+
+    The batch names are the first column of a text table (or a parquet file's index, else its first
+    column when that holds strings); the other columns are the features, ``True``/``False`` or 1/0.
+    What :meth:`pandas.DataFrame.to_csv` / ``to_parquet`` write from a mask of
+    :meth:`remadom.REMADOM.get_feature_masks` reads back unchanged.
+
+    Parameters
+    ----------
+    path
+        The table file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Batches (index, str) x features (columns, str); validated later, at setup.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise RemadomSetupError(f"The feature mask table {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        if isinstance(frame.index, pd.RangeIndex) and frame.shape[1] and frame.iloc[:, 0].dtype == object:
+            frame = frame.set_index(frame.columns[0])
+    elif suffix in (".csv", ".tsv"):
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", index_col=0)
+    else:
+        raise RemadomSetupError(f"Cannot read a feature mask from {path}: use a .csv, .tsv or .parquet table.")
+    return _as_bool_frame(frame, f"the feature mask table {path}")
+
+
+def data_states_feature_mask(data, modality: str, mod_key: str | None = None) -> bool:
+    """Whether ``data`` states a feature mask for ``modality`` by the uns/varm convention.
+
+    ``mod_key`` is the ``mdata.mod`` key of the modality in a MuData (default: its name).
+    """
+    if hasattr(data, "mod"):  # MuData: the modality's varm (setup_mudata reads no mdata.uns masks)
+        key = mod_key or modality
+        return key in data.mod and MEASURED_VARM_KEY in data.mod[key].varm
+    return modality in (data.uns.get(FEATURE_MASKS_UNS_KEY, {}) or {}) or MEASURED_VARM_KEY in data.varm
