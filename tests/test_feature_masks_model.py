@@ -247,3 +247,24 @@ def test_benchmark_feature_mask_scenarios(shared_data_dir, monkeypatch):
     assert measured.shape[1] == 12 and 0.88 < measured.shape[0] / n_peaks < 0.94
     assert np.allclose(measured.sum().to_numpy() / n_peaks, 0.7, atol=1e-3)
     assert len({tuple(v) for v in scn.hidden.values()}) == 2  # two halves, two peak sets
+
+
+def test_impute_at_the_cells_own_depth():
+    """cell_depth=True puts each ATAC cell's own depth in the logit; cells without ATAC keep the reference."""
+    adata = make_mosaic_adata(n=80, seed=3)
+    REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", adt_obsm_key="X_adt", batch_key="batch")
+    model = REMADOM(adata, **SMALL)
+    model.train(**TRAIN)
+    ref = model.impute("atac")
+    own = model.impute("atac", cell_depth=True)
+    has = adata.obs["has_atac"].to_numpy()
+    np.testing.assert_allclose(own[~has], ref[~has], rtol=1e-6)
+    head = model.module.heads["atac"]
+    slope = head.logit_layer.weight[:, -1].detach().numpy()
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    shift = (logit(own[has].astype(np.float64)) - logit(ref[has].astype(np.float64))) / slope
+    n_open = np.asarray((adata.obsm["X_atac"][has] > 0).sum(1)).ravel()
+    expected = np.log1p(n_open) - float(head.log_depth_ref)
+    np.testing.assert_allclose(shift, np.repeat(expected[:, None], shift.shape[1], 1), atol=1e-3)
+    with pytest.raises(ValueError, match="cell_depth=True applies to binary"):
+        model.impute("adt", cell_depth=True)

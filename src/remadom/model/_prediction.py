@@ -87,6 +87,7 @@ class PredictionMixin:
         return_numpy: bool = True,
         return_uncertainty: bool = False,
         interval: float = 0.9,
+        cell_depth: bool = False,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -119,6 +120,13 @@ class PredictionMixin:
             of ``z`` from the posterior, each decoded and drawn through the likelihood.
         interval
             Central mass of the predictive interval returned with ``return_uncertainty``.
+        cell_depth
+            Binary modalities (ATAC) only. ``False``: accessibility at the reference depth (the
+            mean over training cells), comparable across cells. ``True``: the probability that the
+            cell's own measurement shows the feature open, with the cell's depth (its open measured
+            features, rescaled to the full feature set under a feature mask) in the logit: the
+            prediction to score against the cell's observed accessibility, e.g. its unmeasured
+            peaks. Cells without ``target`` have no depth and get the reference depth.
 
         Returns
         -------
@@ -137,6 +145,8 @@ class PredictionMixin:
         adata_view = self._validate_anndata(adata)
         self.module.eval()
         scales = self.module.heads[target].scales_with_library
+        if cell_depth and not self.module.heads[target].binary:
+            raise ValueError(f"cell_depth=True applies to binary (accessibility) modalities; {target!r} is not one.")
         valid = torch.as_tensor(self._valid_decode_batches(target))
         out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
@@ -150,7 +160,7 @@ class PredictionMixin:
             acc = 0.0
             for _ in range(n_samples):
                 z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
-                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid)
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, cell_depth)
             pred = acc / n_samples
             if scales:
                 pred = pred * library_size
@@ -169,15 +179,21 @@ class PredictionMixin:
             return values, spread
         return values
 
-    def _decode_expected(self, target, z, gen_in, own_ok, valid):
+    def _decode_expected(self, target, z, gen_in, own_ok, valid, cell_depth=False):
         k = MODULE_KEYS
+        head = self.module.heads[target]
+        if cell_depth:  # the cell's own depth where it has the target; the reference depth elsewhere
+            has_target = gen_in[k.DECODE_MASKS_KEY][self.module.modality_names.index(target)].bool().view(-1, 1)
 
         def decode(batch_index):
             gen = self.module.generative(
                 z, gen_in[k.LIBRARY_KEY], batch_index, gen_in[k.CAT_COVS_KEY], gen_in[k.CONT_COVS_KEY],
                 target_modalities=[target],
             )
-            return self.module.heads[target].expected(gen[k.PARAMS_KEY][target])
+            params = gen[k.PARAMS_KEY][target]
+            if cell_depth:
+                return torch.where(has_target, head.expected_at_cell_depth(params), head.expected(params))
+            return head.expected(params)
 
         pred = decode(gen_in[k.BATCH_INDEX_KEY])
         if not bool(own_ok.all()):
