@@ -268,3 +268,20 @@ def test_impute_at_the_cells_own_depth():
     np.testing.assert_allclose(shift, np.repeat(expected[:, None], shift.shape[1], 1), atol=1e-3)
     with pytest.raises(ValueError, match="cell_depth=True applies to binary"):
         model.impute("adt", cell_depth=True)
+
+
+def test_concat_keeps_a_sparse_input_sparse_next_to_a_dense_one(rng):
+    """A large sparse peak matrix joined with a small dense input is not densified."""
+    peaks = [f"chr1:{i * 100}-{i * 100 + 50}" for i in range(3000)]
+    big = ad.AnnData(X=sp.random(200, 3000, density=0.002, format="csr", dtype=np.float32, random_state=0),
+                     obs=pd.DataFrame(index=[f"a{i}" for i in range(200)]), var=pd.DataFrame(index=peaks))
+    small = ad.AnnData(X=np.ones((5, 10), dtype=np.float32), obs=pd.DataFrame(index=[f"b{i}" for i in range(5)]),
+                       var=pd.DataFrame(index=peaks[:5] + [f"chr2:{i}-{i + 1}" for i in range(5)]))
+    out = concat_mosaic({"big": big, "small": small})
+    assert sp.issparse(out.X) and out.shape == (205, 3005)
+    np.testing.assert_array_equal(out[big.obs_names, peaks].X.toarray(), big.X.toarray())
+    np.testing.assert_array_equal(out[small.obs_names, small.var_names].X.toarray(), small.X)
+    other = ad.AnnData(X=np.ones((2, 5), dtype=np.float32), obs=pd.DataFrame(index=["c0", "c1"]),
+                       var=pd.DataFrame(index=peaks[:5]))
+    dense_only = concat_mosaic({"s1": small, "s2": other})  # dense inputs only: dense
+    assert isinstance(dense_only.X, np.ndarray) and dense_only.shape == (7, 10)
