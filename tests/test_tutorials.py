@@ -31,6 +31,7 @@ NEEDED_FILES = {
     "02_snareseq_rna_atac_mosaic.ipynb": ["mouse_cortex_snareseq_chen2019.h5mu"],
     "03_mock_scenarios.ipynb": [],
     "04_reproducible_cli_runs.ipynb": [],
+    "06_antibody_panels.ipynb": [],  # the PBMC mosaic ships with the package
 }
 
 
