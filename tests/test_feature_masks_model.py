@@ -285,3 +285,13 @@ def test_concat_keeps_a_sparse_input_sparse_next_to_a_dense_one(rng):
                        var=pd.DataFrame(index=peaks[:5]))
     dense_only = concat_mosaic({"s1": small, "s2": other})  # dense inputs only: dense
     assert isinstance(dense_only.X, np.ndarray) and dense_only.shape == (7, 10)
+
+
+def test_impute_with_the_protein_background(panels_model):
+    """include_background adds the background component: foreground + background = the mixture's mean."""
+    model = panels_model[0]
+    fore = model.impute("adt")
+    total = model.impute("adt", include_background=True)
+    assert (total >= fore - 1e-6).all() and (total > fore).any()
+    with pytest.raises(ValueError, match="include_background=True applies to mixture"):
+        model.impute("rna", include_background=True)

@@ -15,6 +15,7 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
 from ..module import MODULE_KEYS
+from ..nn.likelihoods import LikelihoodHead
 from . import _checks
 from ._feature_masks import fill_unmeasured
 from ._uncertainty import predictive_summary
@@ -88,6 +89,7 @@ class PredictionMixin:
         return_uncertainty: bool = False,
         interval: float = 0.9,
         cell_depth: bool = False,
+        include_background: bool = False,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -127,6 +129,10 @@ class PredictionMixin:
             features, rescaled to the full feature set under a feature mask) in the logit: the
             prediction to score against the cell's observed accessibility, e.g. its unmeasured
             peaks. Cells without ``target`` have no depth and get the reference depth.
+        include_background
+            Mixture likelihoods (ADT ``nbmixture``) only: the expected counts of a new
+            measurement, background included (scvi-tools TOTALVI's ``include_protein_background``),
+            instead of the foreground alone; the scale to compare with raw counts.
 
         Returns
         -------
@@ -147,6 +153,11 @@ class PredictionMixin:
         scales = self.module.heads[target].scales_with_library
         if cell_depth and not self.module.heads[target].binary:
             raise ValueError(f"cell_depth=True applies to binary (accessibility) modalities; {target!r} is not one.")
+        if include_background and type(self.module.heads[target]).expected_with_background is \
+                LikelihoodHead.expected_with_background:
+            raise ValueError(f"include_background=True applies to mixture likelihoods (nbmixture); {target!r} "
+                             f"uses {self.module.heads[target].name!r}.")
+        mean = "at_cell_depth" if cell_depth else "with_background" if include_background else "expected"
         valid = torch.as_tensor(self._valid_decode_batches(target))
         out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
@@ -160,7 +171,7 @@ class PredictionMixin:
             acc = 0.0
             for _ in range(n_samples):
                 z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
-                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, cell_depth)
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, mean)
             pred = acc / n_samples
             if scales:
                 pred = pred * library_size
@@ -179,9 +190,10 @@ class PredictionMixin:
             return values, spread
         return values
 
-    def _decode_expected(self, target, z, gen_in, own_ok, valid, cell_depth=False):
+    def _decode_expected(self, target, z, gen_in, own_ok, valid, mean="expected"):
         k = MODULE_KEYS
         head = self.module.heads[target]
+        cell_depth = mean == "at_cell_depth"
         if cell_depth:  # the cell's own depth where it has the target; the reference depth elsewhere
             has_target = gen_in[k.DECODE_MASKS_KEY][self.module.modality_names.index(target)].bool().view(-1, 1)
 
@@ -193,6 +205,8 @@ class PredictionMixin:
             params = gen[k.PARAMS_KEY][target]
             if cell_depth:
                 return torch.where(has_target, head.expected_at_cell_depth(params), head.expected(params))
+            if mean == "with_background":
+                return head.expected_with_background(params)
             return head.expected(params)
 
         pred = decode(gen_in[k.BATCH_INDEX_KEY])

@@ -151,6 +151,16 @@ class LikelihoodHead(nn.Module):
             "cell_depth=True applies to binary (accessibility) likelihoods."
         )
 
+    def expected_with_background(self, params: dict) -> torch.Tensor:
+        """Mixture heads: the mean of a new measurement, background included (``impute(..., include_background=True)``).
+
+        :meth:`expected` of a background + foreground mixture is the foreground alone.
+        """
+        raise NotImplementedError(
+            f"Likelihood {self.name!r} ({type(self).__name__}) has no background component; "
+            "include_background=True applies to mixture likelihoods (nbmixture)."
+        )
+
     def sample(self, params: dict) -> torch.Tensor:
         """One draw from the observation model (``impute(return_uncertainty=True)``, the cycle loss)."""
         raise NotImplementedError(

@@ -212,3 +212,7 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
 
     def expected(self, params):
         return params["rate_fore"] * (1.0 - torch.sigmoid(params["mixing_logits"]))
+
+    def expected_with_background(self, params):
+        background = torch.sigmoid(params["mixing_logits"])
+        return params["rate_fore"] * (1.0 - background) + params["rate_back"] * background
