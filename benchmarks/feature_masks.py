@@ -59,7 +59,10 @@ def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, enco
     # peaks); the reference-depth profile is scored too (`*_refdepth`), as the ablation
     out["impute"] = lambda cells, batch: model.impute(scn.modality, indices=cells, cell_depth=binary)
     if binary:
-        out["impute_refdepth"] = lambda cells, batch: model.impute(scn.modality, indices=cells)
+        out["variants"] = {"refdepth": lambda cells, batch: model.impute(scn.modality, indices=cells)}
+    elif scn.modality == "adt":  # background included: the mean of a new measurement (scale of the raw counts)
+        out["variants"] = {"withbg": lambda cells, batch: model.impute(scn.modality, indices=cells,
+                                                                        include_background=True)}
     out["n_masked_modalities"] = len(model.get_feature_masks())
     return out
 
@@ -78,13 +81,14 @@ def _totalvi(mdata, scn, epochs, batch_size):
     model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
     batches = sorted(scn.hidden)
 
-    def impute(cells, batch):
+    def impute(cells, batch, background=False):
         others = [b for b in batches if b != batch]
         _, pro = model.get_normalized_expression(indices=cells, transform_batch=others, library_size=1,
-                                                 include_protein_background=False, return_numpy=True)
+                                                 include_protein_background=background, return_numpy=True)
         return np.asarray(pro)
 
-    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute}
+    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute,
+            "variants": {"withbg": lambda cells, batch: impute(cells, batch, background=True)}}
 
 
 def _multivi(mdata, scn, epochs, batch_size):
@@ -110,7 +114,7 @@ def _multivi(mdata, scn, epochs, batch_size):
     return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
             "latent_rna": model.get_latent_representation(modality="expression"),
             "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute,
-            "impute_refdepth": impute_refdepth}
+            "variants": {"refdepth": impute_refdepth}}
 
 
 def _zero_fill_only(x_in, mask, rescale=True):
@@ -167,10 +171,9 @@ def _imputation(fit, scn: FeatureMaskScenario) -> dict:
         row = {f"baseline_{k}": v for k, v in imputation_metrics(base, truth, kind).items()}
         if pred is not None:
             row.update(imputation_metrics(pred, truth, kind))
-        if "impute_refdepth" in fit:
-            ref = np.concatenate([np.asarray(fit["impute_refdepth"](cells[obs_batch[cells] == b], b))[:, cols]
-                                  for b in batches])
-            row.update({f"{k}_refdepth": v for k, v in imputation_metrics(ref, truth, kind).items()})
+        for suffix, variant in (fit or {}).get("variants", {}).items():  # ablations of the prediction
+            alt = np.concatenate([np.asarray(variant(cells[obs_batch[cells] == b], b))[:, cols] for b in batches])
+            row.update({f"{k}_{suffix}": v for k, v in imputation_metrics(alt, truth, kind).items()})
         if _binary(kind):  # the floor of a depth-aware prediction
             cell_names = scn.mdata.obs_names[cells[order]]
             measured_cols = np.flatnonzero(~np.isin(features, hidden))
