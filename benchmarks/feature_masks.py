@@ -54,7 +54,15 @@ def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, enco
     out = {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
            "latent_rna": model.get_latent_representation(modalities=["rna"]),
            "latent_other": model.get_latent_representation(modalities=[scn.modality])}
-    out["impute"] = lambda cells, batch: model.impute(scn.modality, indices=cells)
+    binary = model.module.heads[scn.modality].binary
+    # binary (ATAC): the probability the cell's own measurement is open (its depth from its measured
+    # peaks); the reference-depth profile is scored too (`*_refdepth`), as the ablation
+    out["impute"] = lambda cells, batch: model.impute(scn.modality, indices=cells, cell_depth=binary)
+    if binary:
+        out["variants"] = {"refdepth": lambda cells, batch: model.impute(scn.modality, indices=cells)}
+    elif scn.modality == "adt":  # background included: the mean of a new measurement (scale of the raw counts)
+        out["variants"] = {"withbg": lambda cells, batch: model.impute(scn.modality, indices=cells,
+                                                                        include_background=True)}
     out["n_masked_modalities"] = len(model.get_feature_masks())
     return out
 
@@ -73,13 +81,14 @@ def _totalvi(mdata, scn, epochs, batch_size):
     model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
     batches = sorted(scn.hidden)
 
-    def impute(cells, batch):
+    def impute(cells, batch, background=False):
         others = [b for b in batches if b != batch]
         _, pro = model.get_normalized_expression(indices=cells, transform_batch=others, library_size=1,
-                                                 include_protein_background=False, return_numpy=True)
+                                                 include_protein_background=background, return_numpy=True)
         return np.asarray(pro)
 
-    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute}
+    return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute,
+            "variants": {"withbg": lambda cells, batch: impute(cells, batch, background=True)}}
 
 
 def _multivi(mdata, scn, epochs, batch_size):
@@ -94,13 +103,18 @@ def _multivi(mdata, scn, epochs, batch_size):
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
 
-    def impute(cells, batch):
-        acc = model.get_normalized_accessibility(indices=cells, return_numpy=True)
+    def impute(cells, batch):  # like REMADOM's cell_depth=True: the cell's library and region factors back in
+        acc = model.get_normalized_accessibility(indices=cells, normalize_cells=True, normalize_regions=True,
+                                                 return_numpy=True)
         return _dense(acc)
+
+    def impute_refdepth(cells, batch):  # MULTIVI's default normalized accessibility
+        return _dense(model.get_normalized_accessibility(indices=cells, return_numpy=True))
 
     return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
             "latent_rna": model.get_latent_representation(modality="expression"),
-            "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute}
+            "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute,
+            "variants": {"refdepth": impute_refdepth}}
 
 
 def _zero_fill_only(x_in, mask, rescale=True):
@@ -113,6 +127,23 @@ def _without_masks(mdata):
         if MEASURED in out.mod[m].varm:
             del out.mod[m].varm[MEASURED]
     return out
+
+
+def _binary(kind: str) -> bool:
+    from remadom.modalities import MODALITY_KINDS
+    from remadom.nn.likelihoods import LIKELIHOODS
+
+    return LIKELIHOODS[MODALITY_KINDS[kind].default_likelihood].binary
+
+
+def _depth_baseline(profile: np.ndarray, measured_counts, n_measured: int, n_features: int) -> np.ndarray:
+    """Mean profile x the cell's depth: each cell's open measured peaks, rescaled to the full peak set.
+
+    The floor for a prediction that uses the cell's depth (``cell_depth=True``): any ranking of
+    (cell, peak) entries by depth x open rate needs no model.
+    """
+    n_open = np.asarray((sp.csr_matrix(measured_counts) > 0).sum(1)).ravel() * (n_features / n_measured)
+    return profile * (n_open / max(n_open.mean(), 1e-12))[:, None]
 
 
 def _imputation(fit, scn: FeatureMaskScenario) -> dict:
@@ -140,6 +171,15 @@ def _imputation(fit, scn: FeatureMaskScenario) -> dict:
         row = {f"baseline_{k}": v for k, v in imputation_metrics(base, truth, kind).items()}
         if pred is not None:
             row.update(imputation_metrics(pred, truth, kind))
+        for suffix, variant in (fit or {}).get("variants", {}).items():  # ablations of the prediction
+            alt = np.concatenate([np.asarray(variant(cells[obs_batch[cells] == b], b))[:, cols] for b in batches])
+            row.update({f"{k}_{suffix}": v for k, v in imputation_metrics(alt, truth, kind).items()})
+        if _binary(kind):  # the floor of a depth-aware prediction
+            cell_names = scn.mdata.obs_names[cells[order]]
+            measured_cols = np.flatnonzero(~np.isin(features, hidden))
+            depth_base = _depth_baseline(base, scn.mdata.mod[kind][cell_names].X[:, measured_cols],
+                                         len(measured_cols), len(features))
+            row.update({f"baseline_depth_{k}": v for k, v in imputation_metrics(depth_base, truth, kind).items()})
         rows.append(row)
         weights.append(len(cells))
     keys = set.intersection(*(set(r) for r in rows))

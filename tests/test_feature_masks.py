@@ -305,3 +305,27 @@ def test_a_head_whose_nll_takes_no_mask_is_refused_for_a_masked_modality():
             RemadomModule(mods, n_batch=2, n_latent=3, n_hidden=16, feature_masks={"sig": PANELS})
     finally:
         LIKELIHOODS.pop(Unmaskable.name)
+
+
+def test_initialization_statistics_skip_unmeasured_entries():
+    """Open rates, idf and the reference depth come from the measured entries only."""
+    from remadom.modalities import ModalitySpec
+    from remadom.model._feature_masks import measured_statistics
+
+    rng = np.random.default_rng(0)
+    n, f = 400, 10
+    x = (rng.random((n, f)) < 0.3).astype(np.float32)
+    codes = np.repeat([0, 1], n // 2)
+    table = np.ones((2, f), dtype=bool)
+    table[1, 5:] = False  # batch 1 did not measure features 5..9
+    x[codes == 1, 5:] = 0.0  # the join's zeros
+    spec = ModalitySpec(name="atac", kind="atac", attr="obsm", key="X_atac")
+    stats = measured_statistics(spec, x, codes, table)
+    rate = stats["head"]["open_rate"]
+    np.testing.assert_allclose(rate[5:], x[codes == 0, 5:].mean(0), rtol=1e-6)  # batch 0's cells only
+    np.testing.assert_allclose(rate[:5], x[:, :5].mean(0), rtol=1e-6)
+    assert rate[5:].mean() > 0.25  # counting the join's zeros would halve it (~0.15)
+    open_cells = x[codes == 0, 5:].sum(0)
+    np.testing.assert_allclose(stats["encoder"]["idf"][5:], (n // 2) / (1 + open_cells), rtol=1e-6)
+    depth = np.r_[np.log1p(x[codes == 0].sum(1)), np.log1p(x[codes == 1, :5].sum(1) / 0.5)].mean()
+    assert stats["head"]["log_depth_ref"] == pytest.approx(depth, rel=1e-6)

@@ -247,3 +247,50 @@ def test_benchmark_feature_mask_scenarios(shared_data_dir, monkeypatch):
     assert measured.shape[1] == 12 and 0.88 < measured.shape[0] / n_peaks < 0.94
     assert np.allclose(measured.sum().to_numpy() / n_peaks, 0.7, atol=1e-3)
     assert len({tuple(v) for v in scn.hidden.values()}) == 2  # two halves, two peak sets
+
+
+def test_impute_at_the_cells_own_depth():
+    """cell_depth=True puts each ATAC cell's own depth in the logit; cells without ATAC keep the reference."""
+    adata = make_mosaic_adata(n=80, seed=3)
+    REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", adt_obsm_key="X_adt", batch_key="batch")
+    model = REMADOM(adata, **SMALL)
+    model.train(**TRAIN)
+    ref = model.impute("atac")
+    own = model.impute("atac", cell_depth=True)
+    has = adata.obs["has_atac"].to_numpy()
+    np.testing.assert_allclose(own[~has], ref[~has], rtol=1e-6)
+    head = model.module.heads["atac"]
+    slope = head.logit_layer.weight[:, -1].detach().numpy()
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    shift = (logit(own[has].astype(np.float64)) - logit(ref[has].astype(np.float64))) / slope
+    n_open = np.asarray((adata.obsm["X_atac"][has] > 0).sum(1)).ravel()
+    expected = np.log1p(n_open) - float(head.log_depth_ref)
+    np.testing.assert_allclose(shift, np.repeat(expected[:, None], shift.shape[1], 1), atol=1e-3)
+    with pytest.raises(ValueError, match="cell_depth=True applies to binary"):
+        model.impute("adt", cell_depth=True)
+
+
+def test_concat_keeps_a_sparse_input_sparse_next_to_a_dense_one(rng):
+    """A large sparse peak matrix joined with a small dense input is not densified."""
+    peaks = [f"chr1:{i * 100}-{i * 100 + 50}" for i in range(3000)]
+    big = ad.AnnData(X=sp.random(200, 3000, density=0.002, format="csr", dtype=np.float32, random_state=0),
+                     obs=pd.DataFrame(index=[f"a{i}" for i in range(200)]), var=pd.DataFrame(index=peaks))
+    small = ad.AnnData(X=np.ones((5, 10), dtype=np.float32), obs=pd.DataFrame(index=[f"b{i}" for i in range(5)]),
+                       var=pd.DataFrame(index=peaks[:5] + [f"chr2:{i}-{i + 1}" for i in range(5)]))
+    out = concat_mosaic({"big": big, "small": small})
+    assert sp.issparse(out.X) and out.shape == (205, 3005)
+    np.testing.assert_array_equal(out[big.obs_names, peaks].X.toarray(), big.X.toarray())
+    np.testing.assert_array_equal(out[small.obs_names, small.var_names].X.toarray(), small.X)
+    other = ad.AnnData(X=np.ones((2, 5), dtype=np.float32), obs=pd.DataFrame(index=["c0", "c1"]),
+                       var=pd.DataFrame(index=peaks[:5]))
+    dense_only = concat_mosaic({"s1": small, "s2": other})  # dense inputs only: dense
+    assert isinstance(dense_only.X, np.ndarray) and dense_only.shape == (7, 10)
+
+
+def test_impute_with_the_protein_background(panels_model):
+    """include_background adds the background component: foreground + background = the mixture's mean."""
+    model = panels_model[0]
+    fore = model.impute("adt")
+    total = model.impute("adt", include_background=True)
+    assert (total >= fore - 1e-6).all() and (total > fore).any()
+    np.testing.assert_array_equal(model.impute("rna", include_background=True), model.impute("rna"))  # no background

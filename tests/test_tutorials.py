@@ -32,6 +32,7 @@ NEEDED_FILES = {
     "03_mock_scenarios.ipynb": [],
     "04_reproducible_cli_runs.ipynb": [],
     "05_reference_mapping.ipynb": [],  # the PBMC mosaic ships with the package
+    "06_antibody_panels.ipynb": [],  # the PBMC mosaic ships with the package
 }
 
 

@@ -119,6 +119,10 @@ def load_data(config: RunConfig) -> LoadedData:
               if k in ("rna_layer", "mask_keys", "batch_key", "labels_key",
                        "categorical_covariate_keys", "continuous_covariate_keys")}
         loaded.setup_kwargs = {"modalities": modalities, **kw}
+    if d.feature_masks:
+        from ._feature_masks import configured_feature_masks
+
+        loaded.setup_kwargs["feature_masks"] = configured_feature_masks(d, loaded.data)
     for key in ("batch_key", "labels_key"):
         col = loaded.setup_kwargs.get(key)
         if col is not None and col not in loaded.obs.columns:

@@ -41,6 +41,10 @@ Kind = Annotated[str, AfterValidator(known_kind),
                  WithJsonSchema({"type": "string", "enum": list(builtin_modality_kinds())})]
 EncoderInput = Literal[builtin_encoder_inputs()]
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
+#: ``data.feature_masks`` value that asks for the data's own feature masks (uns/varm convention).
+FEATURE_MASKS_FROM_DATA = "from_data"
+#: File endings ``data.feature_masks`` reads as a batch x feature table.
+FEATURE_MASK_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
 def _accepts_bool(annotation) -> bool:
@@ -116,6 +120,14 @@ class DataConfig(_Section):
         "`modalities=`; for MuData setup_mudata's, where a string is the mdata.mod key). Replaces "
         "rna_layer / atac_obsm_key / adt_obsm_key / use_rna.",
     )
+    feature_masks: dict[str, str] | None = Field(
+        None, description="{modality: source} of the features each batch measured (feature-level "
+        "missingness; setup's `feature_masks=`): a .csv/.tsv/.parquet table, batches (rows, the first "
+        "column or the index) x features (columns), True = measured; or 'from_data': the data's own "
+        "uns['remadom_feature_masks'] / varm['remadom_measured'] (what remadom.data.concat_mosaic "
+        "writes), an error when it states none. A modality not listed uses the data's own mask when "
+        "there is one. Needs batch_key.",
+    )
     batch_key: str | None = None
     labels_key: str | None = None
     categorical_covariate_keys: list[str] | None = None
@@ -127,6 +139,17 @@ class DataConfig(_Section):
     def _known_suffix(cls, v: str | None) -> str | None:
         if v is not None and not v.endswith((".h5ad", ".h5mu")):
             raise ValueError(f"must end in .h5ad or .h5mu, got {v!r}")
+        return v
+
+    @field_validator("feature_masks")
+    @classmethod
+    def _feature_mask_sources(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for name, source in (v or {}).items():
+            if source != FEATURE_MASKS_FROM_DATA and not source.endswith(FEATURE_MASK_TABLE_SUFFIXES):
+                raise ValueError(
+                    f"feature_masks.{name}={source!r}: give a table file ending in "
+                    f"{', '.join(FEATURE_MASK_TABLE_SUFFIXES)}, or {FEATURE_MASKS_FROM_DATA!r}"
+                )
         return v
 
     @property
@@ -145,6 +168,8 @@ class DataConfig(_Section):
                 raise ValueError(f"modalities.{name}.obsm applies to AnnData; use `mod` (and `layer`) for .h5mu")
         if self.is_mudata and (self.atac_obsm_key or self.adt_obsm_key):
             raise ValueError("atac_obsm_key/adt_obsm_key apply to AnnData; use `modalities` for a .h5mu file")
+        if self.feature_masks and self.batch_key is None:
+            raise ValueError("feature_masks are per batch: set data.batch_key too")
         return self
 
 

@@ -3,7 +3,7 @@
 An outer join of feature sets fills the features an input did not measure with zeros. Those zeros
 are not observations: :func:`concat_mosaic` writes, next to the joined data, which features each
 batch measured, in the convention REMADOM's setup reads (``varm["remadom_measured"]``: features x
-batches, bool; see :mod:`remadom.model._feature_masks`). Sparse data stays sparse.
+batches, bool; see :mod:`remadom.model._feature_masks`). Sparse data stays sparse (a join with any sparse input is sparse).
 
 Peak sets that differ
 ---------------------
@@ -104,8 +104,9 @@ def _join(inputs: dict[str, AnnData], batch_key: str, overlap: bool) -> AnnData:
             )
             hit = np.zeros(len(features), dtype=bool)
             hit[cols] = True
-        # sparse stays sparse; a dense input becomes dense on the joined features
-        blocks.append((sp.csr_matrix(x) @ project).tocsr() if sp.issparse(x) else np.asarray(x) @ project.toarray())
+        # sparse stays sparse; a dense input becomes dense on the joined features (dense @ sparse
+        # projection: the features x joined-features projection itself is never densified)
+        blocks.append((sp.csr_matrix(x) @ project).tocsr() if sp.issparse(x) else np.asarray(np.asarray(x) @ project))
         batches = _batches_of(adata, key, batch_key)
         for batch in pd.unique(batches):
             if batch in measured:
@@ -123,8 +124,9 @@ def _join(inputs: dict[str, AnnData], batch_key: str, overlap: bool) -> AnnData:
             f"Cell names repeat across inputs (e.g. {list(obs.index[obs.index.duplicated()][:3])}); "
             "make obs_names unique, e.g. prefix them with the input name."
         )
-    x = sp.vstack(blocks, format="csr") if all(sp.issparse(b) for b in blocks) else np.vstack(
-        [b.toarray() if sp.issparse(b) else b for b in blocks])
+    # any sparse input keeps the join sparse (a large sparse ATAC input is never densified)
+    x = sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr") if any(sp.issparse(b) for b in blocks) \
+        else np.vstack(blocks)
     obs[batch_key] = pd.Categorical(obs[batch_key])
     out = AnnData(X=x.astype(np.float32), obs=obs, var=pd.DataFrame(index=features))
     out.varm[MEASURED_VARM_KEY] = pd.DataFrame(measured, index=features).astype(bool)

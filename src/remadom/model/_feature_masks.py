@@ -277,3 +277,122 @@ def fill_unmeasured(pred, batch_index, own_ok, table, decode, valid_codes):
         acc = acc + decode(int(code)) * measured.to(pred.dtype)
         count = count + measured.to(pred.dtype)
     return torch.where(need, acc / count.clamp(min=1.0), pred)
+
+
+def read_feature_mask_table(path) -> pd.DataFrame:
+    """Read a feature mask from a ``.csv``/``.tsv``/``.parquet`` file: batches x features, bool.
+
+    The batch names are the first column of a text table (or a parquet file's index, else its first
+    column when that holds strings); the other columns are the features, ``True``/``False`` or 1/0.
+    What :meth:`pandas.DataFrame.to_csv` / ``to_parquet`` write from a mask of
+    :meth:`remadom.REMADOM.get_feature_masks` reads back unchanged.
+
+    Parameters
+    ----------
+    path
+        The table file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Batches (index, str) x features (columns, str); validated later, at setup.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise RemadomSetupError(f"The feature mask table {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        if isinstance(frame.index, pd.RangeIndex) and frame.shape[1] and frame.iloc[:, 0].dtype == object:
+            frame = frame.set_index(frame.columns[0])
+    elif suffix in (".csv", ".tsv"):
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", index_col=0)
+    else:
+        raise RemadomSetupError(f"Cannot read a feature mask from {path}: use a .csv, .tsv or .parquet table.")
+    return _as_bool_frame(frame, f"the feature mask table {path}")
+
+
+def data_states_feature_mask(data, modality: str, mod_key: str | None = None) -> bool:
+    """Whether ``data`` states a feature mask for ``modality`` by the uns/varm convention.
+
+    ``mod_key`` is the ``mdata.mod`` key of the modality in a MuData (default: its name).
+    """
+    if hasattr(data, "mod"):  # MuData: the modality's varm (setup_mudata reads no mdata.uns masks)
+        key = mod_key or modality
+        return key in data.mod and MEASURED_VARM_KEY in data.mod[key].varm
+    return modality in (data.uns.get(FEATURE_MASKS_UNS_KEY, {}) or {}) or MEASURED_VARM_KEY in data.varm
+
+
+def measured_statistics(spec, x_observed, batch_codes: np.ndarray, table: np.ndarray) -> dict:
+    """Initialization statistics of a partly measured modality, over its measured entries only.
+
+    The unmeasured zeros of a join are not data, so they must not pull a feature's open rate, mean
+    share or percentile down (the statistics of :func:`remadom.model._setup.modality_statistics`).
+    The cells are grouped by their batch's row of ``table``; each group's statistics are computed on
+    the features it measured and combined per feature, weighted by the group's number of cells
+    (exact for means such as the open rate; a cell-weighted average for the others, e.g.
+    percentiles and the inverse document frequency, good enough for an initialization).
+    Scalars (the Bernoulli reference depth) are cell-weighted averages. A head whose
+    ``data_statistics`` takes ``measured_fraction`` gets each group's measured fraction of
+    features, so its depth is on the full-feature scale the head's ``library`` uses.
+
+    Parameters
+    ----------
+    spec
+        The modality's :class:`~remadom.modalities.ModalitySpec`.
+    x_observed
+        ``(n_cells, n_features)`` data of the modality's observed cells (binarized for binary heads).
+    batch_codes
+        Batch code of each of those cells.
+    table
+        ``(n_batch, n_features)`` bool, the modality's feature mask.
+
+    Returns
+    -------
+    dict
+        ``{"head": ..., "encoder": ...}`` as :func:`~remadom.model._setup.modality_statistics`.
+    """
+    import inspect
+
+    from ..nn.networks import encoder_input_statistics
+
+    table = np.asarray(table, dtype=bool)
+    n_features = table.shape[1]
+    head_takes_fraction = "measured_fraction" in inspect.signature(spec.head.data_statistics).parameters
+    sums: dict[str, dict] = {"head": {}, "encoder": {}}
+    weights: dict[str, dict] = {"head": {}, "encoder": {}}
+    codes = np.asarray(batch_codes).astype(int)
+    for pattern in np.unique(table[codes], axis=0):
+        rows = np.flatnonzero((table[codes] == pattern).all(1))
+        cols = np.flatnonzero(pattern)
+        if not len(rows) or not len(cols):
+            continue
+        sub = x_observed[rows][:, cols]
+        kwargs = {"measured_fraction": len(cols) / n_features} if head_takes_fraction else {}
+        parts = {"head": spec.head.data_statistics(sub, **kwargs),
+                 "encoder": encoder_input_statistics(spec.resolved_encoder_input, sub)}
+        for part, values in parts.items():
+            for key, value in values.items():
+                value = np.asarray(value, dtype=np.float64)
+                if value.ndim == 0:
+                    sums[part][key] = sums[part].get(key, 0.0) + len(rows) * value
+                    weights[part][key] = weights[part].get(key, 0.0) + len(rows)
+                    continue
+                acc = sums[part].setdefault(key, np.zeros(n_features))
+                wts = weights[part].setdefault(key, np.zeros(n_features))
+                acc[cols] += len(rows) * value
+                wts[cols] += len(rows)
+    out: dict[str, dict] = {"head": {}, "encoder": {}}
+    for part in out:
+        for key, acc in sums[part].items():
+            wts = weights[part][key]
+            if np.ndim(acc) == 0:
+                out[part][key] = float(acc / wts)
+                continue
+            value = np.divide(acc, wts, out=np.zeros_like(acc), where=wts > 0)
+            if (wts == 0).any():  # features no subsampled cell measured: the mean of the others
+                value[wts == 0] = value[wts > 0].mean() if (wts > 0).any() else 0.0
+            out[part][key] = value.astype(np.float32)
+    return out

@@ -98,6 +98,7 @@ class PredictionMixin:
         return_numpy: bool = True,
         return_uncertainty: bool = False,
         interval: float = 0.9,
+        cell_depth: bool = False,
         include_background: bool = False,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
@@ -131,6 +132,13 @@ class PredictionMixin:
             of ``z`` from the posterior, each decoded and drawn through the likelihood.
         interval
             Central mass of the predictive interval returned with ``return_uncertainty``.
+        cell_depth
+            Binary modalities (ATAC) only. ``False``: accessibility at the reference depth (the
+            mean over training cells), comparable across cells. ``True``: the probability that the
+            cell's own measurement shows the feature open, with the cell's depth (its open measured
+            features, rescaled to the full feature set under a feature mask) in the logit: the
+            prediction to score against the cell's observed accessibility, e.g. its unmeasured
+            peaks. Cells without ``target`` have no depth and get the reference depth.
         include_background
             Return the mean of a new measurement, background included (the likelihood head's
             ``observation_mean``), instead of the signal alone; it only differs for ``nbmixture``
@@ -153,6 +161,9 @@ class PredictionMixin:
         adata_view = self._validate_anndata(adata)
         self.module.eval()
         scales = self.module.heads[target].scales_with_library
+        if cell_depth and not self.module.heads[target].binary:
+            raise ValueError(f"cell_depth=True applies to binary (accessibility) modalities; {target!r} is not one.")
+        mean = "at_cell_depth" if cell_depth else "with_background" if include_background else "expected"
         valid = torch.as_tensor(self._valid_decode_batches(target))
         out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
@@ -166,7 +177,7 @@ class PredictionMixin:
             acc = 0.0
             for _ in range(n_samples):
                 z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
-                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, include_background)
+                acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, mean)
             pred = acc / n_samples
             if scales:
                 pred = pred * library_size
@@ -185,17 +196,24 @@ class PredictionMixin:
             return values, spread
         return values
 
-    def _decode_expected(self, target, z, gen_in, own_ok, valid, include_background: bool = False):
+    def _decode_expected(self, target, z, gen_in, own_ok, valid, mean="expected"):
         k = MODULE_KEYS
         head = self.module.heads[target]
-        mean = head.observation_mean if include_background else head.expected
+        cell_depth = mean == "at_cell_depth"
+        if cell_depth:  # the cell's own depth where it has the target; the reference depth elsewhere
+            has_target = gen_in[k.DECODE_MASKS_KEY][self.module.modality_names.index(target)].bool().view(-1, 1)
 
         def decode(batch_index):
             gen = self.module.generative(
                 z, gen_in[k.LIBRARY_KEY], batch_index, gen_in[k.CAT_COVS_KEY], gen_in[k.CONT_COVS_KEY],
                 target_modalities=[target],
             )
-            return mean(gen[k.PARAMS_KEY][target])
+            params = gen[k.PARAMS_KEY][target]
+            if cell_depth:
+                return torch.where(has_target, head.expected_at_cell_depth(params), head.expected(params))
+            if mean == "with_background":
+                return head.observation_mean(params)
+            return head.expected(params)
 
         pred = decode(gen_in[k.BATCH_INDEX_KEY])
         if not bool(own_ok.all()):

@@ -141,6 +141,9 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         encoder_inputs = resolve_encoder_inputs(encoder_inputs, self.confounded_batches_, self.specs)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         modalities = [{**s.to_dict(), "n_features": n_features[s.name]} for s in self.specs]
+        feature_masks = feature_mask_tables(
+            self.adata_manager, self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+        )
         self.module = self._module_cls(
             modalities=modalities,
             n_batch=self.summary_stats.n_batch,
@@ -156,10 +159,11 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             dispersion=dispersion,
             batch_effect=batch_effect,
             encoder_inputs=encoder_inputs,
-            modality_stats=modality_statistics(adata, self.specs),
-            feature_masks=feature_mask_tables(
-                self.adata_manager, self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+            modality_stats=modality_statistics(
+                adata, self.specs, feature_masks=feature_masks,
+                batch_codes=self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
             ),
+            feature_masks=feature_masks,
             negative_sampling=negative_sampling,
         )
         self._model_summary_string = (

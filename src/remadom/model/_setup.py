@@ -170,15 +170,28 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
     return rows
 
 
-def modality_statistics(adata, specs: list[ModalitySpec]) -> dict[str, dict]:
+def modality_statistics(adata, specs: list[ModalitySpec], feature_masks: dict | None = None,
+                        batch_codes: np.ndarray | None = None) -> dict[str, dict]:
     """Initialization statistics of each modality, computed on its observed cells.
 
     Returns ``{name: {"head": ..., "encoder": ...}}``: what the likelihood head's
     :meth:`~remadom.nn.LikelihoodHead.data_statistics` and the encoder input
-    (:func:`~remadom.nn.networks.encoder_input_statistics`) compute.
+    (:func:`~remadom.nn.networks.encoder_input_statistics`) compute. A modality with a feature mask
+    (``feature_masks``: ``{name: (n_batch, n_features) bool}``, with the cells' ``batch_codes``) is
+    summarized over its measured entries only (:func:`~remadom.model._feature_masks.measured_statistics`).
     """
+    from ._feature_masks import measured_statistics
+
     stats = {}
     for spec in specs:
+        if (feature_masks or {}).get(spec.name) is not None and batch_codes is not None:
+            matrix = get_modality_matrix(adata, spec)
+            rows = _observed_rows(adata, spec)
+            sub = (matrix.to_numpy() if hasattr(matrix, "to_numpy") else matrix)[rows]
+            stats[spec.name] = measured_statistics(
+                spec, sub > 0 if spec.is_binary else sub, np.asarray(batch_codes)[rows], feature_masks[spec.name]
+            )
+            continue
         matrix = get_modality_matrix(adata, spec)
         if hasattr(matrix, "to_numpy"):
             matrix = matrix.to_numpy()

@@ -148,6 +148,18 @@ class LikelihoodHead(nn.Module):
         """
         return self.expected(params)
 
+    def expected_at_cell_depth(self, params: dict) -> torch.Tensor:
+        """Binary heads: the probability that the cell's own measurement shows each feature open.
+
+        :meth:`expected` removes the cell's depth (a profile at the reference depth, comparable
+        across cells); this keeps the cell's depth from its measured features (its ``library``),
+        which is what its observed accessibility is drawn from (``impute(..., cell_depth=True)``).
+        """
+        raise NotImplementedError(
+            f"Likelihood {self.name!r} ({type(self).__name__}) has no per-cell depth in its mean; "
+            "cell_depth=True applies to binary (accessibility) likelihoods."
+        )
+
     def sample(self, params: dict) -> torch.Tensor:
         """One draw from the observation model (``impute(return_uncertainty=True)``, the cycle loss)."""
         raise NotImplementedError(

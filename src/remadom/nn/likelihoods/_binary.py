@@ -11,10 +11,10 @@ from .._sampled_bernoulli import sampled_bernoulli_nll
 from ._base import LikelihoodHead, register_likelihood
 
 
-def _binary_statistics(x_observed) -> dict:
+def _binary_statistics(x_observed, measured_fraction: float = 1.0) -> dict:
     is_open = x_observed > 0
     open_cells = np.asarray(is_open.sum(0)).ravel()
-    n_open = np.asarray(is_open.sum(1)).ravel()
+    n_open = np.asarray(is_open.sum(1)).ravel() / measured_fraction  # depth on the full feature set
     n = max(x_observed.shape[0], 1)
     return {
         "open_rate": (open_cells / n).astype(np.float32),
@@ -68,9 +68,13 @@ class BernoulliHead(LikelihoodHead):
         self.register_buffer("log_depth_ref", torch.tensor(float(log_depth_ref or 0.0)))
 
     @classmethod
-    def data_statistics(cls, x_observed) -> dict:
-        """``open_rate`` per feature and ``log_depth_ref``."""
-        return _binary_statistics(x_observed)
+    def data_statistics(cls, x_observed, measured_fraction: float = 1.0) -> dict:
+        """``open_rate`` per feature and ``log_depth_ref``.
+
+        ``measured_fraction``: the fraction of the modality's features ``x_observed`` holds (a
+        batch's peak set under a feature mask); the depth is rescaled by it, as in :meth:`library`.
+        """
+        return _binary_statistics(x_observed, measured_fraction)
 
     def forward(self, h, batch_index, library):
         depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)
@@ -97,6 +101,9 @@ class BernoulliHead(LikelihoodHead):
     def expected(self, params):
         slope = self.logit_layer.weight[:, -1]
         return torch.sigmoid(params["logits"].float() - params["depth"] * slope)
+
+    def expected_at_cell_depth(self, params):
+        return torch.sigmoid(params["logits"].float())
 
     def sample(self, params):
         return torch.bernoulli(torch.sigmoid(params["logits"].float()))
@@ -136,6 +143,9 @@ class PeakVIBernoulliHead(LikelihoodHead):
 
     def expected(self, params):
         return torch.exp(params["log_p_norm"].float())
+
+    def expected_at_cell_depth(self, params):
+        return torch.exp(params["log_p"].float())
 
     def sample(self, params):
         return torch.bernoulli(torch.exp(params["log_p"].float()))
