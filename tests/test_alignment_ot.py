@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("geomloss")
-
 from remadom import REMADOM
 from remadom.nn._alignment_ot import availability_ot_loss, unbalanced_ot_divergence
 from remadom.nn.alignment import mmd
@@ -98,3 +96,32 @@ def test_bad_availability_ot_settings_error(mosaic_adata, bad):
     REMADOM.setup_anndata(mosaic_adata, **KEYS)
     with pytest.raises(ValueError, match="availability_ot_weight="):
         REMADOM(mosaic_adata, **SMALL).train(max_epochs=1, plan_kwargs=bad, enable_progress_bar=False)
+
+
+def _study_adata():
+    """b1: every cell RNA+ATAC+ADT; b2: every cell ADT only (confounded with its modality set)."""
+    from conftest import make_mosaic_adata
+
+    adata = make_mosaic_adata()
+    b2 = (adata.obs["batch"] == "b2").to_numpy()
+    adata.obs["has_rna"] = ~b2
+    adata.obs["has_atac"] = ~b2
+    adata.obs["has_adt"] = True
+    return adata
+
+
+def _logs_ot(adata, **plan) -> bool:
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    model.train(max_epochs=1, batch_size=64, enable_progress_bar=False, plan_kwargs=plan or None)
+    return "availability_ot_train" in model.history
+
+
+def test_availability_ot_is_the_default_only_when_confounded(mosaic_adata):
+    from remadom.model._confounding import CONFOUNDED_AVAILABILITY_OT_WEIGHT, default_availability_ot_weight
+
+    assert default_availability_ot_weight([]) == 0.0
+    assert default_availability_ot_weight([1]) == CONFOUNDED_AVAILABILITY_OT_WEIGHT > 0
+    assert _logs_ot(_study_adata())
+    assert not _logs_ot(_study_adata(), availability_ot_weight=0.0)  # the switch to turn it off
+    assert not _logs_ot(mosaic_adata)  # every availability group in both batches: off

@@ -10,8 +10,8 @@ transported. Each cell is pulled only towards nearby cells of the other group (a
 the same cell type), not towards a different cell type that is merely over-represented in the
 other group. uniPort (Cao et al. 2022) aligns unpaired omics the same way.
 
-The transport is computed by geomloss (``SamplesLoss("sinkhorn", reach=...)``, the optional
-``alignment`` extra), not by a hand-written Sinkhorn loop.
+The transport is computed by geomloss (``SamplesLoss("sinkhorn", reach=...)``, a dependency of
+REMADOM, imported on first use), not by a hand-written Sinkhorn loop.
 
 ``reach`` sets the trade-off: smaller than the distance between cell types (robust to
 composition) but larger than the study shift to be removed. ``blur`` is the entropic
@@ -29,10 +29,11 @@ _P = 2
 def _sinkhorn_loss(reach: float | None, blur: float):
     try:
         from geomloss import SamplesLoss
-    except ImportError as err:  # optional dependency
+    except ImportError as err:  # a declared dependency, but say what to do in a partial install
         raise ImportError(
-            "The availability OT alignment (availability_ot_weight > 0) needs geomloss: "
-            "pip install 'remadom[alignment]' (or pip install geomloss)."
+            "The availability OT alignment (availability_ot_weight > 0; on by default when a batch "
+            "is confounded with its modality set) needs geomloss: pip install geomloss, or pass "
+            "plan_kwargs={'availability_ot_weight': 0} to train without it."
         ) from err
     return SamplesLoss("sinkhorn", p=_P, blur=blur, reach=reach, debias=True, backend="tensorized")
 
