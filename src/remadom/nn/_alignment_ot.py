@@ -58,8 +58,9 @@ def unbalanced_ot_divergence(
     torch.Tensor
         A scalar; 0 when ``a`` and ``b`` are the same cloud, differentiable in both.
     """
-    # float32 even under AMP: the log-sum-exp iterations are unstable in half precision
-    return _sinkhorn_loss(reach, blur)(a.float().contiguous(), b.float().contiguous())
+    # float32 even under AMP (autocast off): the log-sum-exp iterations are unstable in half precision
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return _sinkhorn_loss(reach, blur)(a.float().contiguous(), b.float().contiguous())
 
 
 def availability_ot_loss(
