@@ -125,3 +125,11 @@ def test_availability_ot_is_the_default_only_when_confounded(mosaic_adata):
     assert _logs_ot(_study_adata())
     assert not _logs_ot(_study_adata(), availability_ot_weight=0.0)  # the switch to turn it off
     assert not _logs_ot(mosaic_adata)  # every availability group in both batches: off
+
+
+def test_divergence_is_float32_under_bf16_autocast(rng):
+    a, b = _two_types(rng, 40, 40), _two_types(rng, 40, 40, shift=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = unbalanced_ot_divergence(a, b)
+    assert amp.dtype == torch.float32
+    assert float(amp) == pytest.approx(float(unbalanced_ot_divergence(a, b)), rel=1e-5)
