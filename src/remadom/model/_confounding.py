@@ -78,14 +78,3 @@ def resolve_encoder_inputs(encoder_inputs, confounded: list, specs) -> dict[str,
         for s in specs
         if s.kind in CONFOUNDED_ENCODER_INPUT and s.encoder_input is None and s.head.needs_nonnegative()
     }
-
-
-#: Weight of the composition-robust availability alignment (unbalanced OT between the latents of
-#: cells with different modality sets, :mod:`remadom.nn._alignment_ot`) when some batch is
-#: confounded; chosen by the #13 ablation (``benchmarks/README.md``, ablation (f)).
-CONFOUNDED_AVAILABILITY_OT_WEIGHT = 3.0
-
-
-def default_availability_ot_weight(confounded: list) -> float:
-    """The training plan's ``availability_ot_weight`` when the user gave none: on when confounded."""
-    return CONFOUNDED_AVAILABILITY_OT_WEIGHT if confounded else 0.0

@@ -19,7 +19,7 @@ from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
 from . import _checks, _io
-from ._confounding import confounded_batches, default_availability_ot_weight, resolve_encoder_inputs
+from ._confounding import confounded_batches, resolve_encoder_inputs
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
@@ -411,10 +411,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             Default: on whenever a registered modality is sparse.
         datasplitter_kwargs, plan_kwargs, **trainer_kwargs
             Passed to scvi-tools' DataSplitter, :class:`~remadom.train.RemadomTrainingPlan`
-            and :class:`scvi.train.Trainer`. When a batch is confounded with its modality set
-            (``model.confounded_batches_``), ``plan_kwargs["availability_ot_weight"]`` defaults to
-            3 (composition-robust unbalanced-OT alignment of the availability groups); pass 0
-            to turn it off.
+            and :class:`scvi.train.Trainer`.
         """
         _checks.check_train_args(
             self, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
@@ -433,7 +430,6 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
             "alignment_weight": alignment_weight, "alignment_on": alignment_on, **(plan_kwargs or {}),
         }
-        plan.setdefault("availability_ot_weight", default_availability_ot_weight(self.confounded_batches_))
         if precision is None:
             precision = default_precision(accelerator)
         if precision is not None:
