@@ -14,6 +14,7 @@ from torch.distributions import Normal
 from .._constants import mask_key, modality_key
 from ..modalities import ModalitySpec
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
+from ..nn._alignment_ot import availability_ot_loss
 from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
@@ -376,11 +377,15 @@ class RemadomModule(BaseModuleClass):
         alignment_weight: float = 0.0,
         alignment_on: str = "batch",
         cycle_weight: float = 0.0,
+        availability_ot_weight: float = 0.0,
+        availability_ot_reach: float | None = 1.0,
+        availability_ot_blur: float = 0.1,
     ) -> LossOutput:
         """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms.
 
         ``cycle_weight`` > 0 adds the cross-modal cycle consistency of cells that lack a modality
-        (:mod:`remadom.nn._alignment_cycle`).
+        (:mod:`remadom.nn._alignment_cycle`). ``availability_ot_weight`` > 0 adds the unbalanced
+        OT divergence between availability groups (:mod:`remadom.nn._alignment_ot`).
         """
         x = inference_outputs[K.X_PREPARED_KEY]
         observed = inference_outputs[K.OBSERVED_KEY]
@@ -423,6 +428,12 @@ class RemadomModule(BaseModuleClass):
                 cycle = cycle_consistency_loss(pairs)
                 loss = loss + cycle_weight * cycle
                 extra["cycle"] = cycle.detach()
+        if availability_ot_weight > 0:
+            groups = self.alignment_groups(tensors, observed, "availability")
+            ot = availability_ot_loss(inference_outputs[K.QZ_MEAN_KEY], groups,
+                                      reach=availability_ot_reach, blur=availability_ot_blur)
+            loss = loss + availability_ot_weight * ot
+            extra["availability_ot"] = ot.detach()
         return LossOutput(
             loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl}, extra_metrics=extra
         )

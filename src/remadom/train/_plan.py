@@ -34,6 +34,17 @@ class RemadomTrainingPlan(TrainingPlan):
         with different sets of observed modalities (e.g. RNA-only vs paired), which pulls
         single-modality cohorts onto the paired cells when their cell-type composition
         is comparable.
+    availability_ot_weight
+        Weight of the composition-robust alignment of availability groups (0 = off): the
+        debiased unbalanced Sinkhorn divergence between the latents of every pair of groups
+        of cells with different sets of observed modalities (:mod:`remadom.nn._alignment_ot`,
+        needs ``geomloss``). Unlike the MMD it does not ask the groups to have the same
+        cell-type composition: mass further than ``availability_ot_reach`` from the other
+        group is not transported.
+    availability_ot_reach
+        Latent distance beyond which mass is not transported; ``None`` is balanced OT.
+    availability_ot_blur
+        Entropic blur of the transport (latent distance units).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``weight_decay``,
         ``n_epochs_kl_warmup``, ``max_kl_weight``, ``reduce_lr_on_plateau``...).
@@ -46,11 +57,28 @@ class RemadomTrainingPlan(TrainingPlan):
         modality_weights: dict | WeightSchedule | None = None,
         alignment_weight: float = 0.0,
         alignment_on: str = "batch",
+        availability_ot_weight: float = 0.0,
+        availability_ot_reach: float | None = 1.0,
+        availability_ot_blur: float = 0.1,
         **kwargs,
     ):
         super().__init__(module, **kwargs)
         if alignment_on not in ("batch", "availability"):
             raise ValueError(f"alignment_on={alignment_on!r}; use 'batch' or 'availability'.")
+        if not availability_ot_weight >= 0 or not availability_ot_blur > 0 or not (
+            availability_ot_reach is None or availability_ot_reach > 0
+        ):
+            raise ValueError(
+                f"availability_ot_weight={availability_ot_weight!r}, availability_ot_reach="
+                f"{availability_ot_reach!r}, availability_ot_blur={availability_ot_blur!r}: the weight "
+                "must be >= 0, the blur > 0 and the reach > 0 (or None for balanced OT)."
+            )
+        if availability_ot_weight > 0:
+            self.loss_kwargs.update({
+                "availability_ot_weight": availability_ot_weight,
+                "availability_ot_reach": availability_ot_reach,
+                "availability_ot_blur": availability_ot_blur,
+            })
         self.modality_weight_schedule = modality_weights
         self.alignment_weight = alignment_weight
         self.loss_kwargs.update({"alignment_weight": alignment_weight, "alignment_on": alignment_on})
