@@ -94,3 +94,13 @@ def mosaic_adata():
 @pytest.fixture
 def mosaic_mdata():
     return make_mosaic_mudata()
+
+
+def make_study_adata():
+    """b1: every cell RNA+ATAC+ADT; b2: every cell ADT only (a study confounded with its modality set)."""
+    adata = make_mosaic_adata()
+    b2 = (adata.obs["batch"] == "b2").to_numpy()
+    adata.obs["has_rna"] = ~b2
+    adata.obs["has_atac"] = ~b2
+    adata.obs["has_adt"] = True
+    return adata

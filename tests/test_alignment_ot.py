@@ -6,6 +6,8 @@ import torch
 
 pytest.importorskip("geomloss")
 
+from conftest import make_study_adata
+
 from remadom import REMADOM
 from remadom.nn._alignment_ot import availability_ot_loss, unbalanced_ot_divergence
 from remadom.nn.alignment import mmd
@@ -100,16 +102,6 @@ def test_bad_availability_ot_settings_error(mosaic_adata, bad):
         REMADOM(mosaic_adata, **SMALL).train(max_epochs=1, plan_kwargs=bad, enable_progress_bar=False)
 
 
-def _study_adata():
-    """b1: every cell RNA+ATAC+ADT; b2: every cell ADT only (confounded with its modality set)."""
-    from conftest import make_mosaic_adata
-
-    adata = make_mosaic_adata()
-    b2 = (adata.obs["batch"] == "b2").to_numpy()
-    adata.obs["has_rna"] = ~b2
-    adata.obs["has_atac"] = ~b2
-    adata.obs["has_adt"] = True
-    return adata
 
 
 def _logs_ot(adata, **plan) -> bool:
@@ -120,8 +112,8 @@ def _logs_ot(adata, **plan) -> bool:
 
 
 def test_availability_ot_is_off_by_default_even_when_confounded():
-    assert not _logs_ot(_study_adata())
-    assert _logs_ot(_study_adata(), availability_ot_weight=3.0)
+    assert not _logs_ot(make_study_adata())
+    assert _logs_ot(make_study_adata(), availability_ot_weight=3.0)
 
 
 def test_divergence_is_float32_under_bf16_autocast(rng):

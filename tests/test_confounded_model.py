@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import make_mosaic_adata
+from conftest import make_mosaic_adata, make_study_adata
 
 from remadom import REMADOM
 
@@ -10,18 +10,10 @@ KEYS = {"rna_layer": "counts", "atac_obsm_key": "X_atac", "adt_obsm_key": "X_adt
 SMALL = {"n_latent": 4, "n_hidden": 16, "n_layers": 1}
 
 
-def _study_adata():
-    """b1: every cell RNA+ATAC+ADT; b2: every cell ADT only (a study that measured only ADT)."""
-    adata = make_mosaic_adata()
-    b2 = (adata.obs["batch"] == "b2").to_numpy()
-    adata.obs["has_rna"] = ~b2
-    adata.obs["has_atac"] = ~b2
-    adata.obs["has_adt"] = True
-    return adata
 
 
 def test_auto_uses_clr_adt_input_when_a_batch_is_confounded():
-    adata = _study_adata()
+    adata = make_study_adata()
     REMADOM.setup_anndata(adata, **KEYS)
     model = REMADOM(adata, **SMALL)
     assert model.confounded_batches_ == [0, 1]  # batch codes of b1 and b2
@@ -37,7 +29,7 @@ def test_auto_uses_clr_adt_input_when_a_batch_is_confounded():
 
 def test_split_batch_is_confounded_too():
     """b1 paired, b2 split into RNA-only and ADT-only halves (as bmmc_cite_mosaic3)."""
-    adata = _study_adata()
+    adata = make_study_adata()
     b2 = (adata.obs["batch"] == "b2").to_numpy()
     half = b2 & (np.arange(adata.n_obs) % 2 == 0)
     adata.obs["has_rna"] = ~b2 | half
