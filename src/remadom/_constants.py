@@ -6,6 +6,7 @@ from typing import NamedTuple
 class _RemadomRegistryKeys(NamedTuple):
     MODALITY_PREFIX: str = "mod_"
     MASK_PREFIX: str = "mask_"
+    CELL_FEATURE_MASK_PREFIX: str = "cell_feature_mask_"
 
 
 REMADOM_REGISTRY_KEYS = _RemadomRegistryKeys()
@@ -19,6 +20,11 @@ def modality_key(name: str) -> str:
 def mask_key(name: str) -> str:
     """Registry key under which modality ``name``'s availability mask is registered."""
     return f"{REMADOM_REGISTRY_KEYS.MASK_PREFIX}{name}"
+
+
+def cell_feature_mask_key(name: str) -> str:
+    """Registry key under which modality ``name``'s per-cell feature mask is registered."""
+    return f"{REMADOM_REGISTRY_KEYS.CELL_FEATURE_MASK_PREFIX}{name}"
 
 
 #: obsm key under which latent representations are exported by default.

@@ -156,10 +156,12 @@ class FeatureMaskField(BaseAnnDataField):
     """
 
     def __init__(self, specs, batch_key: str | None, feature_masks: dict | None, feature_names: dict):
+        from ._cell_feature_masks import split_feature_masks
+
         super().__init__()
         self._specs = list(specs)
         self._batch_key = batch_key
-        self._explicit = feature_masks
+        self._explicit, self._cells = split_feature_masks(feature_masks)
         self._feature_names = feature_names
 
     registry_key = FEATURE_MASKS_REGISTRY_KEY
@@ -177,9 +179,26 @@ class FeatureMaskField(BaseAnnDataField):
         self.register_field(adata)
 
     def register_field(self, adata) -> dict:
+        unknown = set(self._cells) - {s.name for s in self._specs}
+        if unknown:
+            raise RemadomSetupError(f"feature_masks names unknown modalities {sorted(unknown)}; the modalities "
+                                    f"set up are {[s.name for s in self._specs]}.")
         stated = stated_masks(adata, self._specs, self._explicit)
-        if not stated:
-            return {"masks": {}}
+        masks = self._batch_masks(adata, stated) if stated else {}
+        self._check_cell_masks(adata, masks)
+        return {"masks": masks, "cell_masks": dict(self._cells)}
+
+    def _check_cell_masks(self, adata, masks: dict) -> None:
+        from ._cell_feature_masks import check_cell_feature_mask
+
+        codes = adata.obs[self._batch_key].astype("category").cat.codes.to_numpy() if masks else None
+        for spec in self._specs:
+            if spec.name in self._cells:
+                table = masks.get(spec.name)
+                rows = None if table is None else np.asarray(table["measured"])[codes]
+                check_cell_feature_mask(adata, spec, self._cells[spec.name], self._feature_names[spec.name], rows)
+
+    def _batch_masks(self, adata, stated: dict) -> dict:
         if self._batch_key is None:
             raise RemadomSetupError(
                 f"Feature masks are stated for {sorted(stated)} ({', '.join(w for _, w in stated.values())}), "
@@ -199,7 +218,7 @@ class FeatureMaskField(BaseAnnDataField):
             if table.all():  # every feature measured in every batch: nothing to mask
                 continue
             masks[spec.name] = {"batches": batches.tolist(), "measured": table, "source": where}
-        return {"masks": masks}
+        return masks
 
     def transfer_field(self, state_registry: dict, adata_target, **kwargs) -> dict:
         """New data is scored with the model's masks; new (query) batches get a row (see ``_query_masks``)."""
@@ -212,9 +231,10 @@ class FeatureMaskField(BaseAnnDataField):
 
     def view_state_registry(self, state_registry: dict):
         masks = state_registry.get("masks", {})
-        if not masks:
+        cells = state_registry.get("cell_masks", {}) or {}
+        if not masks and not cells:
             return None
-        table = rich.table.Table(title="Feature masks (features measured per batch)")
+        table = rich.table.Table(title="Feature masks (features measured per batch / per cell)")
         table.add_column("Modality", justify="center", style="dodger_blue1", no_wrap=True)
         table.add_column("Batch", justify="center", style="green", no_wrap=True)
         table.add_column("Measured", justify="center", style="dark_violet", no_wrap=True)
@@ -223,6 +243,8 @@ class FeatureMaskField(BaseAnnDataField):
             measured = np.asarray(entry["measured"])
             for batch, row in zip(entry["batches"], measured):
                 table.add_row(name, str(batch), f"{int(row.sum())} / {row.size}", entry["source"])
+        for name, key in cells.items():
+            table.add_row(name, "per cell", "-", f"obsm[{key!r}] (per-cell mask)")
         return table
 
 

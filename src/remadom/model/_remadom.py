@@ -20,6 +20,7 @@ from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
 from . import _checks, _io
+from ._cell_feature_masks import cell_feature_mask_fields, registered_cell_masks, split_feature_masks
 from ._confounding import confounded_batches, resolve_encoder_inputs
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
@@ -164,6 +165,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
                 batch_codes=self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),
             ),
             feature_masks=feature_masks,
+            cell_feature_masks=sorted(registered_cell_masks(self.adata_manager)),
             negative_sampling=negative_sampling,
         )
         self._model_summary_string = (
@@ -284,6 +286,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             _checks.check_observed_somewhere(adata, specs)
         names = {s.name: feature_names(adata, s) for s in specs}
         fields.append(FeatureMaskField(specs, batch_key, feature_masks, names))  # after the modality checks
+        fields += cell_feature_mask_fields(split_feature_masks(feature_masks)[1])
         fields = _checks.loader_ready_fields(adata, fields)
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)

@@ -7,6 +7,7 @@ class _ModuleKeys(NamedTuple):
     # inference inputs (and BATCH_INDEX_KEY, for feature masks)
     X_KEY: str = "x"
     OBSERVED_KEY: str = "observed"
+    CELL_MASKS_KEY: str = "cell_masks"
     # inference outputs
     Z_KEY: str = "z"
     QZ_KEY: str = "qz"

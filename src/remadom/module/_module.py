@@ -11,14 +11,14 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 from torch.distributions import Normal
 
-from .._constants import mask_key, modality_key
+from .._constants import cell_feature_mask_key, mask_key, modality_key
 from ..modalities import ModalitySpec
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._alignment_ot import availability_ot_loss
 from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
-from ..nn.masked import FeatureMaskBank
+from ..nn.masked import FeatureMaskBank, cell_entry_masks
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
 from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
 from ._constants import MODULE_KEYS as K
@@ -105,6 +105,7 @@ class RemadomModule(BaseModuleClass):
         modality_stats: dict[str, dict] | None = None,
         batch_effect: str = "nonlinear",
         feature_masks: dict | None = None,
+        cell_feature_masks: Sequence[str] | None = None,
         negative_sampling: float | None = None,
         encoder_inputs: dict[str, str] | None = None,
     ):
@@ -135,8 +136,15 @@ class RemadomModule(BaseModuleClass):
         if unknown:
             raise ValueError(f"feature_masks names unknown modalities {sorted(unknown)}; "
                              f"the model has {self.modality_names}.")
+        #: Modalities with a per-cell feature mask (a minibatch tensor, ANDed with the per-batch table).
+        self.cell_feature_masks = sorted(cell_feature_masks or [])
+        unknown = set(self.cell_feature_masks) - set(self.modality_names)
+        if unknown:
+            raise ValueError(f"cell_feature_masks names unknown modalities {sorted(unknown)}; "
+                             f"the model has {self.modality_names}.")
         for spec in self.specs:
-            if spec.name in self.feature_masks and not spec.head.supports_feature_masks():
+            masked = spec.name in self.feature_masks or spec.name in self.cell_feature_masks
+            if masked and not spec.head.supports_feature_masks():
                 raise ValueError(
                     f"Modality {spec.name!r} has feature masks, but its likelihood {spec.head.name!r} "
                     "scores every entry: its `nll` or `library` takes no `mask`. Give the head's per-entry terms in "
@@ -190,6 +198,7 @@ class RemadomModule(BaseModuleClass):
         return {
             K.X_KEY: x, K.OBSERVED_KEY: self.observed_masks(tensors),
             K.BATCH_INDEX_KEY: tensors.get(REGISTRY_KEYS.BATCH_KEY),
+            K.CELL_MASKS_KEY: {m: tensors[cell_feature_mask_key(m)] for m in self.cell_feature_masks},
         }
 
     def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
@@ -226,8 +235,8 @@ class RemadomModule(BaseModuleClass):
 
     def _encoder_mask(self, m: str, entry_masks: dict) -> torch.Tensor | None:
         mask = entry_masks.get(m)
-        if mask is None or self.encoder_feature_masks == "batch":
-            return mask
+        if mask is None or self.encoder_feature_masks == "batch" or m in self.cell_feature_masks:
+            return mask  # a per-cell mask: the encoder sees the cell's own unmeasured entries as missing
         shared = self.feature_masks.shared_mask(m, mask.shape[0]).to(mask.device)
         return shared if bool(shared[:1].any()) else mask
 
@@ -238,6 +247,7 @@ class RemadomModule(BaseModuleClass):
         observed: torch.Tensor,
         use_modalities: Sequence[str] | None = None,
         batch_index: torch.Tensor | None = None,
+        cell_masks: dict | None = None,
     ) -> dict:
         """Encode observed modalities and fuse their experts.
 
@@ -251,6 +261,9 @@ class RemadomModule(BaseModuleClass):
             Encode from this subset only (others are treated as missing).
         batch_index
             Batch code of each cell; needed only by modalities with feature masks.
+        cell_masks
+            ``{modality: (n_cells, n_features)}`` per-cell feature masks (nonzero = measured), ANDed
+            with the per-batch masks; needed by the modalities in :attr:`cell_feature_masks`.
 
         Returns
         -------
@@ -262,8 +275,8 @@ class RemadomModule(BaseModuleClass):
         # data as each likelihood scores it (binary heads binarize once, while still sparse)
         prepared = {m: self.heads[m].prepare(v) for m, v in x.items()}
         dense = {m: to_dense(v) for m, v in prepared.items()}
-        entry_masks = {m: self.feature_masks.entry_mask(m, batch_index) for m in self.modality_names
-                       if m in self.feature_masks}
+        entry_masks = cell_entry_masks(self.feature_masks, self.modality_names, batch_index,
+                                       self.cell_feature_masks, cell_masks)
         for m, emask in entry_masks.items():  # unmeasured entries hold no data: zero them everywhere
             dense[m] = dense[m] * emask.to(dense[m].dtype)
             prepared[m] = dense[m]

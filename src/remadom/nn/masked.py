@@ -117,3 +117,24 @@ class FeatureMaskBank(nn.Module):
         if table is None:
             return None
         return table.all(0, keepdim=True).expand(n_cells, -1)
+
+
+def cell_entry_masks(bank: FeatureMaskBank, names, batch_index: torch.Tensor | None,
+                     cell_masked, cell_masks: dict | None) -> dict[str, torch.Tensor]:
+    """``{modality: (n_cells, n_features) bool}`` entry masks: the per-batch table AND the per-cell mask.
+
+    ``cell_masked`` are the modalities with a per-cell mask, given in ``cell_masks`` (nonzero =
+    measured; dense or sparse); the other modalities use the per-batch table alone.
+    """
+    out = {}
+    for name in names:
+        mask = bank.entry_mask(name, batch_index) if name in bank else None
+        if name in cell_masked:
+            if not cell_masks or name not in cell_masks:
+                raise ValueError(f"Modality {name!r} has a per-cell feature mask, which the minibatch lacks.")
+            cell = cell_masks[name]
+            cell = (cell.to_dense() if cell.is_sparse or cell.layout == torch.sparse_csr else cell) != 0
+            mask = cell if mask is None else mask.to(cell.device) & cell
+        if mask is not None:
+            out[name] = mask
+    return out

@@ -1,0 +1,106 @@
+"""Per-cell feature masks: which features of a modality each *cell* measured.
+
+A per-cell mask is stated as ``feature_masks={"adt": "adt_measured"}``: a string value names an
+``adata.obsm`` entry, a boolean ``(n_cells, n_features)`` matrix (numpy array, scipy sparse or a
+``DataFrame`` whose columns are the modality's features), ``True`` = measured. It is registered
+as a scvi-tools :class:`~scvi.data.fields.ObsmField`, so it reaches the module as a minibatch
+tensor, is saved with the data like the ``has_<modality>`` columns (a loaded model or new data
+need the same ``obsm`` key) and is never guessed from zeros.
+
+The likelihood scores an entry only where the per-cell mask (AND the per-batch table, when a
+modality has both) says measured; the encoder sees the cell's unmeasured entries as missing.
+
+Rules (each broken rule is a :class:`~remadom.model._validation.RemadomSetupError`): the matrix
+has one row per cell and one column per feature of the modality, holds booleans (``bool`` dtype),
+and no cell that has the modality has every feature masked (mark that cell missing instead, with
+``obs["has_<modality>"] = False``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scvi.data.fields import ObsmField
+
+from .._constants import cell_feature_mask_key
+from ._validation import RemadomSetupError, read_mask
+
+
+def split_feature_masks(feature_masks: dict | None) -> tuple[dict, dict[str, str]]:
+    """``feature_masks`` split into per-batch tables and per-cell ``{modality: obsm key}``."""
+    tables, cells = {}, {}
+    for name, value in (feature_masks or {}).items():
+        (cells if isinstance(value, str) else tables)[name] = value
+    return tables, cells
+
+
+def _bool_matrix(adata, key: str, modality: str, features: np.ndarray):
+    where = f"feature_masks[{modality!r}] = {key!r}"
+    if key not in adata.obsm:
+        raise RemadomSetupError(
+            f"{where} names adata.obsm[{key!r}], which does not exist. A string in feature_masks names an "
+            f"obsm entry: a boolean (n_cells x n_features) matrix, True = measured. Keys: {sorted(adata.obsm)}."
+        )
+    matrix = adata.obsm[key]
+    if isinstance(matrix, pd.DataFrame):
+        if list(matrix.columns.astype(str)) != list(np.asarray(features).astype(str)):
+            raise RemadomSetupError(
+                f"The columns of obsm[{key!r}] ({where}) are not the features of modality {modality!r} "
+                "in their order; reorder the DataFrame's columns to the modality's features."
+            )
+        if not all(pd.api.types.is_bool_dtype(dtype) for dtype in matrix.dtypes):
+            raise RemadomSetupError(f"obsm[{key!r}] ({where}) must hold booleans (True = measured).")
+        matrix = matrix.to_numpy()
+    if matrix.shape != (adata.n_obs, len(features)):
+        raise RemadomSetupError(
+            f"obsm[{key!r}] ({where}) has shape {matrix.shape}; a per-cell feature mask of modality "
+            f"{modality!r} needs ({adata.n_obs}, {len(features)}): one row per cell, one column per feature."
+        )
+    if matrix.dtype != bool:
+        raise RemadomSetupError(
+            f"obsm[{key!r}] ({where}) has dtype {matrix.dtype}; a per-cell feature mask must be boolean "
+            "(True = measured): pass matrix.astype(bool)."
+        )
+    return matrix
+
+
+def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table_rows: np.ndarray | None) -> None:
+    """Validate modality ``spec``'s per-cell mask ``adata.obsm[key]``.
+
+    ``table_rows`` is the ``(n_cells, n_features)`` per-batch mask of each cell, or ``None``; the
+    check that no observed cell has every feature masked applies to the two together.
+    """
+    matrix = _bool_matrix(adata, key, spec.name, features)
+    observed = read_mask(adata, spec)
+    if table_rows is None:
+        counts = np.asarray(matrix.sum(1)).ravel()
+    elif sp.issparse(matrix):
+        counts = np.asarray(matrix.multiply(table_rows).sum(1)).ravel()
+    else:
+        counts = (np.asarray(matrix) & table_rows).sum(1)
+    empty = observed & (counts == 0)
+    if empty.any():
+        names = adata.obs_names[empty]
+        shown = ", ".join(map(str, names[:5])) + (f" ... ({len(names)} in all)" if len(names) > 5 else "")
+        raise RemadomSetupError(
+            f"obsm[{key!r}] (feature_masks[{spec.name!r}]) masks every feature of modality {spec.name!r} in "
+            f"cell(s) {shown}, which are set up as having {spec.name!r}. A cell that measured none of its "
+            f"features does not have the modality: mark it missing (obs['has_{spec.name}'] = False)."
+        )
+
+
+def cell_feature_mask_fields(cells: dict[str, str]) -> list:
+    """One scvi-tools ``ObsmField`` per modality with a per-cell mask (a minibatch tensor)."""
+    return [ObsmField(cell_feature_mask_key(name), key) for name, key in cells.items()]
+
+
+def registered_cell_masks(adata_manager) -> dict[str, str]:
+    """``{modality: obsm key}`` of the per-cell feature masks in the registry (empty if none)."""
+    from ._feature_masks import FEATURE_MASKS_REGISTRY_KEY
+
+    try:
+        state = adata_manager.get_state_registry(FEATURE_MASKS_REGISTRY_KEY)
+    except KeyError:  # set up before feature masks existed
+        return {}
+    return dict(state.get("cell_masks", {}) or {})
