@@ -78,7 +78,8 @@ class MuDataSetupMixin:
         feature_masks
             ``{modality: DataFrame(batch x feature, bool)}``: the features each batch measured.
             Default: ``mdata.mod[key].varm["remadom_measured"]`` (features x batches), as
-            written by :func:`remadom.data.concat_mosaic`.
+            written by :func:`remadom.data.concat_mosaic`. Per-cell masks (a string naming an
+            ``obsm`` matrix) are supported by :meth:`setup_anndata` only.
         batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
             Columns of ``mdata.obs``.
         drop_cells_without_modalities
@@ -89,6 +90,12 @@ class MuDataSetupMixin:
 
         check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
                           categorical_covariate_keys, continuous_covariate_keys)
+        per_cell = sorted(m for m, v in (feature_masks or {}).items() if isinstance(v, str))
+        if per_cell:
+            raise RemadomSetupError(
+                f"feature_masks gives per-cell masks (obsm keys) for {per_cell}, which setup_mudata does not "
+                "support yet: pass per-batch DataFrames here, or set up an AnnData with setup_anndata."
+            )
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
             view, **setup_kwargs, feature_masks=feature_masks, batch_key=batch_key, labels_key=labels_key,

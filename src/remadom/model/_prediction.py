@@ -107,6 +107,9 @@ class PredictionMixin:
         and otherwise averages over the batches in which it was measured. With feature masks
         (:meth:`get_feature_masks`) the same holds per feature: a feature the cell's batch did not
         measure is decoded with the batches that measured it, so every cell gets every feature.
+        A per-cell mask (``feature_masks={target: "<obsm key>"}``) changes nothing here: every
+        feature of every cell is predicted with the cell's own batch decoder (the mask only keeps
+        the cell's unmeasured entries out of training and out of the encoder).
 
         Parameters
         ----------

@@ -250,6 +250,12 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             which features each batch measured. Without it, masks are read from
             ``uns["remadom_feature_masks"]`` or ``varm["remadom_measured"]`` (written by
             :func:`remadom.data.concat_mosaic`); see :mod:`remadom.model._feature_masks`.
+            A string value states a *per-cell* mask: ``{"adt": "adt_measured"}`` names
+            ``adata.obsm["adt_measured"]``, a boolean ``(n_cells, n_features)`` matrix (dense, scipy
+            sparse or a DataFrame with the modality's features as columns), ``True`` = measured; it
+            is ANDed with a per-batch mask stated in ``uns``/``varm`` for the same modality (see
+            :mod:`remadom.model._cell_feature_masks`). It stays in the data, like the ``has_<m>``
+            columns: a loaded model and new data need the same ``obsm`` key.
             Unmeasured entries are left out of the likelihood, never guessed from zeros.
         %(param_batch_key)s
         %(param_labels_key)s
@@ -335,7 +341,10 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
     def get_feature_masks(self) -> dict[str, pd.DataFrame]:
         """Features measured per batch: ``{modality: DataFrame(batch x feature, bool)}``.
 
-        Only modalities with registered feature masks appear; the others were measured in full.
+        Only modalities with registered per-batch masks appear; the others were measured in full
+        in every batch. Per-cell masks (``feature_masks={m: "<obsm key>"}``) are not returned:
+        they are the data's own ``obsm[key]`` (named in :meth:`view_anndata_setup`); a modality
+        with only a per-cell mask is absent here, one with both returns its per-batch table.
         """
         batches = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
         return feature_mask_frames(self.module.feature_masks, self.modality_names, batches, self.feature_names_)
