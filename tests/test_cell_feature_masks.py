@@ -81,6 +81,8 @@ def test_per_cell_mask_trains_imputes_and_survives_save_and_load(sparse, tmp_pat
     _setup(adata)
     model = REMADOM(adata, **SMALL)
     assert model.module.cell_feature_masks == ["adt"]
+    model.train(**TRAIN)  # the DataFrame reaches the module as a minibatch tensor
+    assert np.isfinite(model.get_latent_representation()).all()
     model.train(**TRAIN)
     assert model.get_feature_masks() == {}  # no per-batch table; the per-cell mask is in the data
     pred = model.impute("adt")
@@ -142,3 +144,23 @@ def test_setup_mudata_refuses_per_cell_masks_with_the_fix():
     mdata = md.MuData({"rna": rna, "adt": adt})
     with pytest.raises(RemadomSetupError, match="per-cell masks.*setup_anndata"):
         REMADOM.setup_mudata(mdata, feature_masks={"adt": "adt_measured"})
+
+
+def test_a_dataframe_mask_needs_the_modality_features_as_columns():
+    import pandas as pd
+
+    adata = make_mosaic_adata(n=40)
+    cols = adata.obsm["X_adt"].columns
+    frame = pd.DataFrame(_cell_mask(40, 6), index=adata.obs_names, columns=cols)
+    adata.obsm["adt_measured"] = frame[cols[::-1]]
+    with pytest.raises(RemadomSetupError, match="not the features of modality 'adt'"):
+        _setup(adata)
+    adata.obsm["adt_measured"] = frame.astype(int)
+    with pytest.raises(RemadomSetupError, match="must hold booleans"):
+        _setup(adata)
+    adata.obsm["adt_measured"] = frame
+    _setup(adata)
+    model = REMADOM(adata, **SMALL)
+    assert model.module.cell_feature_masks == ["adt"]
+    model.train(**TRAIN)  # the DataFrame reaches the module as a minibatch tensor
+    assert np.isfinite(model.get_latent_representation()).all()
