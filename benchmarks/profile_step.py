@@ -20,15 +20,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from step_time import add_step_arguments, remadom_with_optimizer  # noqa: E402 - after the path insert
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="snare_paired")
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
-    p.add_argument("--n-cells", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=10)
+    add_step_arguments(p, n_cells=5000, batch_size=128, steps=10)
     p.add_argument("--negative-sampling", type=float, default=None)
     args = p.parse_args(argv)
 
@@ -37,15 +34,11 @@ def main(argv=None) -> int:
     from _scenarios import build_scenario
     from torch.profiler import ProfilerActivity, profile
 
-    from remadom import REMADOM
-    from remadom.train import RemadomTrainingPlan
 
     torch.set_num_threads(args.threads)
     scvi.settings.seed = 0
     scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells)
-    mdata = scn.mdata
-    REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
-    model = REMADOM(mdata, negative_sampling=args.negative_sampling)
+    model, opt = remadom_with_optimizer(scn, negative_sampling=args.negative_sampling)
     loader = model._make_data_loader(adata=model.adata, batch_size=args.batch_size, shuffle=True,
                                      load_sparse_tensor=True)
     t0 = time.perf_counter()
@@ -53,7 +46,6 @@ def main(argv=None) -> int:
     load_s = (time.perf_counter() - t0) / len(batches)
     module = model.module
     module.train()
-    opt = RemadomTrainingPlan(module).configure_optimizers()["optimizer"]
     phases = {"forward": [], "backward": [], "optimizer": []}
 
     def step(tensors):
@@ -77,7 +69,7 @@ def main(argv=None) -> int:
             step(batches[i % len(batches)])
     med = {k: statistics.median(v) for k, v in phases.items()}
     step_s = sum(med.values())
-    print(json.dumps({"scenario": args.scenario, "n_cells": mdata.n_obs, "batch_size": args.batch_size,
+    print(json.dumps({"scenario": args.scenario, "n_cells": scn.mdata.n_obs, "batch_size": args.batch_size,
                       "threads": args.threads, "negative_sampling": args.negative_sampling,
                       "loader_s_per_batch": load_s, "step_phases_s": med, "step_s": step_s,
                       "loader_share_of_batch_time": load_s / (load_s + step_s)}, indent=1))

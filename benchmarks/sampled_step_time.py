@@ -18,35 +18,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from step_time import _batches, _time_steps, add_step_arguments, remadom_with_optimizer  # noqa: E402 - after the path insert
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="snare_paired")
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
-    p.add_argument("--n-cells", type=int, default=2560)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20)
+    add_step_arguments(p)
     p.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25])
     args = p.parse_args(argv)
 
     import scvi
     import torch
     from _scenarios import build_scenario
-    from step_time import _batches, _time_steps
-
-    from remadom import REMADOM
-    from remadom.train import RemadomTrainingPlan
 
     torch.set_num_threads(args.threads)
     scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells)
     runs = {}
     for fraction in [None, *args.fractions]:
         scvi.settings.seed = 0
-        mdata = scn.mdata.copy()
-        REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
-        model = REMADOM(mdata, negative_sampling=fraction)
-        opt = RemadomTrainingPlan(model.module).configure_optimizers()["optimizer"]
+        model, opt = remadom_with_optimizer(scn, negative_sampling=fraction)
         runs["full" if fraction is None else f"sampled_{fraction}"] = (
             model.module, _batches(model, 8, args.batch_size, load_sparse_tensor=True), opt)
     times = {k: [] for k in runs}

@@ -22,6 +22,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+def add_step_arguments(p: argparse.ArgumentParser, n_cells: int = 2560, batch_size: int = 256, steps: int = 20) -> None:
+    """The options every step-timing script shares: scenario, data, cells, batch size, threads, steps."""
+    p.add_argument("--scenario", default="snare_paired")
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--n-cells", type=int, default=n_cells)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=steps)
+
+
+def remadom_with_optimizer(scn, **model_kwargs):
+    """REMADOM set up on a copy of the scenario's MuData, and the optimizer its training plan makes."""
+    from remadom import REMADOM
+    from remadom.train import RemadomTrainingPlan
+
+    mdata = scn.mdata.copy()
+    REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
+    model = REMADOM(mdata, **model_kwargs)
+    return model, RemadomTrainingPlan(model.module).configure_optimizers()["optimizer"]
+
+
 def _batches(model, n: int, batch_size: int, **loader_kwargs) -> list[dict]:
     loader = model._make_data_loader(adata=model.adata, batch_size=batch_size, shuffle=True, **loader_kwargs)
     out = []
@@ -49,13 +70,8 @@ def _time_steps(module, batches, steps: int, loss_kwargs: dict, optimizer) -> li
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenario", default="snare_paired")
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
-    p.add_argument("--n-cells", type=int, default=2560)
-    p.add_argument("--batch-size", type=int, default=256)
+    add_step_arguments(p)
     p.add_argument("--n-hidden", type=int, default=None, help="width for both models (default: their own)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--remadom-kwargs", default="{}", help="JSON of extra REMADOM(...) arguments")
     args = p.parse_args(argv)
 
@@ -64,16 +80,12 @@ def main(argv=None) -> int:
     from _methods import _MULTIVI_LAYER
     from _scenarios import build_scenario, padded_mudata
 
-    from remadom import REMADOM
-
     torch.set_num_threads(args.threads)
     scvi.settings.seed = 0
     scn = build_scenario(args.scenario, args.data_dir, n_cells=args.n_cells)
     width = {} if args.n_hidden is None else {"n_hidden": args.n_hidden}
 
-    mdata = scn.mdata.copy()
-    REMADOM.setup_mudata(mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key)
-    rem = REMADOM(mdata, **width, **json.loads(args.remadom_kwargs))
+    rem, rem_opt = remadom_with_optimizer(scn, **width, **json.loads(args.remadom_kwargs))
     pad = padded_mudata(scn)
     mods = {_MULTIVI_LAYER[m]: m for m in scn.modalities}
     scvi.model.MULTIVI.setup_mudata(pad, batch_key=scn.batch_key, modalities={**mods, "batch_key": "rna"})
@@ -81,9 +93,6 @@ def main(argv=None) -> int:
 
     # each model's own training-time data loading (REMADOM: sparse ATAC) and optimizer
     # (REMADOM: Adam from its training plan; MULTIVI.train: AdamW, weight decay 1e-3)
-    from remadom.train import RemadomTrainingPlan
-
-    rem_opt = RemadomTrainingPlan(rem.module).configure_optimizers()["optimizer"]
     mvi_plan = scvi.train.TrainingPlan(mvi.module, optimizer="AdamW", weight_decay=1e-3, eps=1e-8)
     mvi_opt = mvi_plan.configure_optimizers()["optimizer"]
     runs = {
