@@ -67,13 +67,18 @@ def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, enco
     return out
 
 
+def _batch_into_every_modality(mdata, batch_key: str) -> None:
+    """Copy the global ``obs[batch_key]`` into each modality's ``obs`` (where scvi-tools' peers read it)."""
+    for m in mdata.mod:
+        mdata.mod[m].obs[batch_key] = mdata.obs.loc[mdata.mod[m].obs_names, batch_key].to_numpy()
+
+
 def _totalvi(mdata, scn, epochs, batch_size):
     import scvi
 
     pad = mdata.copy()
     pad.mod["adt"].X = _dense(pad.mod["adt"].X).astype(np.float32)
-    for m in pad.mod:
-        pad.mod[m].obs[scn.batch_key] = pad.obs.loc[pad.mod[m].obs_names, scn.batch_key].to_numpy()
+    _batch_into_every_modality(pad, scn.batch_key)
     scvi.model.TOTALVI.setup_mudata(pad, batch_key=scn.batch_key,
                                     modalities={"rna_layer": "rna", "protein_layer": "adt", "batch_key": "rna"})
     model = scvi.model.TOTALVI(pad)
@@ -95,8 +100,7 @@ def _multivi(mdata, scn, epochs, batch_size):
     import scvi
 
     pad = mdata.copy()
-    for m in pad.mod:
-        pad.mod[m].obs[scn.batch_key] = pad.obs.loc[pad.mod[m].obs_names, scn.batch_key].to_numpy()
+    _batch_into_every_modality(pad, scn.batch_key)
     scvi.model.MULTIVI.setup_mudata(pad, batch_key=scn.batch_key,
                                     modalities={"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"})
     model = scvi.model.MULTIVI(pad)
