@@ -78,3 +78,17 @@ def test_backed_loader_batches_equal_in_memory_batches(tmp_path):
             a = a.to_dense() if a.is_sparse or a.layout != torch.strided else a
             b = b.to_dense() if b.is_sparse or b.layout != torch.strided else b
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_backed_mudata_is_refused_with_the_fix(tmp_path):
+    import mudata as md
+
+    from remadom.model._validation import RemadomSetupError
+
+    rna = ad.AnnData(sp.random(20, 10, density=0.3, format="csr", random_state=0, dtype=np.float32))
+    atac = ad.AnnData(sp.random(20, 30, density=0.3, format="csr", random_state=1, dtype=np.float32))
+    atac.X.data[:] = 1.0
+    md.MuData({"rna": rna, "atac": atac}).write_h5mu(tmp_path / "m.h5mu")
+    mdata = md.read_h5mu(tmp_path / "m.h5mu", backed=True)
+    with pytest.raises(RemadomSetupError, match="backed.*read_h5ad_backed"):
+        remadom.REMADOM.setup_mudata(mdata, modalities={"rna": "rna", "atac": "atac"})
