@@ -9,6 +9,7 @@ import scvi
 from anndata.abc import CSRDataset
 
 import remadom
+from remadom import _row_reads
 from remadom._ondisk import stored_value_chunks
 from remadom.data import read_h5ad_backed, write_scale_dataset
 from remadom.model import _setup
@@ -61,14 +62,22 @@ def test_setup_and_training_read_bounded_row_blocks(scale_file, monkeypatch):
     def refuse(self):
         raise AssertionError("an on-disk matrix was loaded whole")
 
+    original_rows = _row_reads.read_rows
+
+    def spy_rows(group, indptr, rows, n_cols):  # training's one-read minibatches (remadom._row_reads)
+        rows_read.append(len(rows))
+        return original_rows(group, indptr, rows, n_cols)
+
     monkeypatch.setattr(_setup, "_MAX_CELLS_FOR_STATS", 50)
     monkeypatch.setattr(dataset_cls, "__getitem__", spy)
+    monkeypatch.setattr(_row_reads, "read_rows", spy_rows)
     monkeypatch.setattr(dataset_cls, "to_memory", refuse)
     adata = read_h5ad_backed(scale_file)
     model = _fit(adata, max_epochs=1)
     z = model.get_latent_representation(batch_size=64)
     assert np.isfinite(z).all() and z.shape == (TINY["n_cells"], MODEL["n_latent"])
     assert rows_read and max(rows_read) <= 64 < TINY["n_cells"]
+    assert len(rows_read) > 10  # the minibatch reads were seen
     assert np.isfinite(model.history["elbo_train"].to_numpy(dtype=float)).all()
 
 

@@ -6,6 +6,9 @@ rename breaks this file only.
 
 from __future__ import annotations
 
+# anndata's concrete on-disk CSR matrix (``sparse_dataset`` returns one; ``anndata.abc.CSRDataset``
+# is its abstract interface): subclassed by remadom._row_reads for one-read minibatches
+from anndata._core.sparse_dataset import _CSRDataset as AnnDataCSRDataset  # private in anndata
 from scvi.data._constants import _FIELD_REGISTRIES_KEY, _STATE_REGISTRY_KEY  # private in scvi-tools
 from scvi.data._utils import _verify_and_correct_data_format  # private in scvi-tools
 from scvi.model._utils import parse_device_args  # private in scvi-tools
@@ -26,4 +29,4 @@ def mutable_state_registry(adata_manager, registry_key: str) -> dict:
     return adata_manager.registry[_FIELD_REGISTRIES_KEY][registry_key][_STATE_REGISTRY_KEY]
 
 
-__all__ = ["mutable_state_registry", "parse_device_args", "_initialize_model", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]
+__all__ = ["AnnDataCSRDataset", "mutable_state_registry", "parse_device_args", "_initialize_model", "_verify_and_correct_data_format", "SimpleLogger", "_SETUP_ARGS_KEY"]

@@ -96,6 +96,14 @@ class MuDataSetupMixin:
                 f"feature_masks gives per-cell masks (obsm keys) for {per_cell}, which setup_mudata does not "
                 "support yet: pass per-batch DataFrames here, or set up an AnnData with setup_anndata."
             )
+        if getattr(mdata, "isbacked", False) or any(getattr(a, "isbacked", False) for a in mdata.mod.values()):
+            raise RemadomSetupError(  # issue #14: no out-of-core MuData path
+                "mdata is backed (mudata.read_h5mu(..., backed=True)); setup_mudata builds an in-memory "
+                "padded view of the modalities and would read them whole. Read it into memory "
+                "(mudata.read_h5mu(path)), or, for data larger than RAM, write one .h5ad with RNA in X and "
+                "every other modality as a CSR matrix in obsm (rows aligned, explicit obs masks) and open "
+                "it with remadom.data.read_h5ad_backed."
+            )
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
             view, **setup_kwargs, feature_masks=feature_masks, batch_key=batch_key, labels_key=labels_key,

@@ -16,6 +16,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .._ondisk import is_sparse_on_disk
+from .._row_reads import RowBatchAnnDataLoader
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
@@ -106,6 +107,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
     _module_cls = RemadomModule
     _training_plan_cls = RemadomTrainingPlan
     _data_splitter_cls = SparseBatchDataSplitter
+    _data_loader_cls = RowBatchAnnDataLoader  # scvi's AnnDataLoader, one HDF5 read per minibatch when backed
 
     def __init__(
         self,

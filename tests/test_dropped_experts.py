@@ -1,0 +1,32 @@
+"""Training skips the experts modality dropout leaves out of the fusion (#14), unless consistency needs them."""
+
+import torch
+from test_module import make_module, make_tensors
+
+
+def _encoded_rows(module, tensors, seed=3):
+    rows = {}
+    for name, encoder in module.encoders.items():
+        original = encoder.encode
+
+        def spy(h, name=name, original=original):
+            rows[name] = h.shape[0]
+            return original(h)
+
+        encoder.encode = spy
+    module.train()
+    torch.manual_seed(seed)
+    _, _, out = module(tensors)
+    return rows, out
+
+
+def test_dropped_experts_are_not_computed_and_the_loss_is_unchanged():
+    tensors = make_tensors()
+    skipping, out = _encoded_rows(make_module(modality_dropout=0.6, dropout_rate=0.0), tensors)
+    # a vanishing consistency weight computes every observed expert (as training did before)
+    every, out_every = _encoded_rows(make_module(modality_dropout=0.6, dropout_rate=0.0, consistency_weight=1e-30),
+                                     tensors)
+    assert sum(skipping.values()) < sum(every.values())
+    assert all(skipping[m] <= every[m] for m in skipping)
+    # the same draws of the modality-dropout mask: the same fused posterior and loss
+    torch.testing.assert_close(out.loss, out_every.loss, rtol=1e-6, atol=1e-6)
