@@ -6,7 +6,8 @@
         --variant cycle1 '{"train": {"plan_kwargs": {"cycle_weight": 1.0}}}'
 
 A variant is a name and a JSON object with ``model`` (``REMADOM(...)`` arguments), ``train``
-(``model.train(...)`` arguments) and ``encoder_input`` (``{modality: transform}``). Each variant trains on the same scenario and seed, one after
+(``model.train(...)`` arguments), ``encoder_input`` (``{modality: transform}``) and ``module`` (module
+attributes set after construction, e.g. ``{"paired_anchor_kind": "kl"}``). Each variant trains on the same scenario and seed, one after
 the other in this process, and the script prints one JSON line and one table row per variant:
 
 * ``transfer[<group>]``: kNN label transfer from the reference (paired) batches to the cells of each
@@ -100,6 +101,10 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
         held["model"] = model
         for m, transform in spec.get("encoder_input", {}).items():
             model.module.encoders[m].input.transform = transform
+        for attr, value in spec.get("module", {}).items():
+            if not hasattr(model.module, attr):
+                raise ValueError(f"variant {name!r}: the module has no attribute {attr!r}")
+            setattr(model.module, attr, value)
 
     scvi.settings.seed = seed
     out = fit_remadom(
