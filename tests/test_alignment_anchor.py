@@ -139,3 +139,19 @@ def test_trains_and_logs_the_anchor_on_a_study_split():
     assert "paired_anchor_train" in model.history
     z = model.get_latent_representation()
     assert np.isfinite(z).all()
+
+
+def test_saved_model_keeps_its_fusion_and_old_files_load_as_trained(tmp_path):
+    from remadom.model._confounding import with_pre_anchor_defaults
+
+    adata = make_study_adata()
+    REMADOM.setup_anndata(adata, **KEYS)
+    model = REMADOM(adata, **SMALL)
+    model.train(max_epochs=1, batch_size=64)
+    model.save(tmp_path / "m", overwrite=True)
+    loaded = REMADOM.load(tmp_path / "m", adata=adata)
+    assert loaded.module.fusion == "unshrunk" and loaded.module.paired_anchor_weight == model.module.paired_anchor_weight
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
+    old = {"non_kwargs": {"n_latent": 4}, "kwargs": {}}  # saved before these arguments existed
+    assert with_pre_anchor_defaults(old)["non_kwargs"] == {"fusion": "poe", "paired_anchor_weight": 0.0, "n_latent": 4}
+    assert with_pre_anchor_defaults({"non_kwargs": {"fusion": "unshrunk"}, "kwargs": {}})["non_kwargs"]["fusion"] == "unshrunk"

@@ -21,7 +21,12 @@ from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
 from . import _checks, _io
 from ._cell_feature_masks import cell_feature_mask_fields, registered_cell_masks, split_feature_masks
-from ._confounding import confounded_batches, resolve_encoder_inputs, resolve_fusion, resolve_paired_anchor_weight
+from ._confounding import (
+    confounded_batches,
+    resolve_encoder_inputs,
+    resolve_fusion,
+    resolve_paired_anchor_weight,
+)
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata

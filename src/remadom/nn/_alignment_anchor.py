@@ -1,17 +1,17 @@
-"""Paired cells as anchors: single-modality posteriors placed where the joint one is.
+r"""Paired cells as anchors: single-modality posteriors placed where the joint one is.
 
 A cell measured in only one modality is embedded by that modality's expert times the prior,
 ``q_m(z | x_m) ∝ N(0, I) q_m``; a paired cell by the product of all its experts and the prior.
-With precisions :math:`\\Lambda` the fused means are
+With precisions :math:`\Lambda` the fused means are
 
 .. math::
 
-    \\mu_m = \\frac{\\Lambda_m \\mu_{e,m}}{1 + \\Lambda_m}, \\qquad
-    \\mu_{\\mathrm{joint}} = \\frac{\\sum_k \\Lambda_k \\mu_{e,k}}{1 + \\sum_k \\Lambda_k},
+    \mu_m = \frac{\Lambda_m \mu_{e,m}}{1 + \Lambda_m}, \qquad
+    \mu_{\mathrm{joint}} = \frac{\sum_k \Lambda_k \mu_{e,k}}{1 + \sum_k \Lambda_k},
 
-so even when every expert agrees (:math:`\\mu_{e,k} = \\mu_e`) a single-modality posterior is
+so even when every expert agrees (:math:`\mu_{e,k} = \mu_e`) a single-modality posterior is
 shrunk further towards 0 by the prior expert than the joint one (factor
-:math:`\\Lambda_m / (1 + \\Lambda_m)` against :math:`\\sum\\Lambda / (1 + \\sum\\Lambda)`). On a
+:math:`\Lambda_m / (1 + \Lambda_m)` against :math:`\sum\Lambda / (1 + \sum\Lambda)`). On a
 study-confounded split (one batch paired, another single-modality) the single-modality study then
 sits on a smaller, offset copy of the paired one: on ``bmmc_cite_study`` the ADT-only cells mix
 with the *ADT-only encodings of the paired cells* (modality iLISI 0.54) but not with their joint
@@ -46,7 +46,7 @@ ANCHOR_KINDS = ("mean", "kl")
 def unshrunk_fusion(
     means: torch.Tensor, logvars: torch.Tensor, masks: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fuse experts with the PoE's precision-weighted mean but without the prior expert's shrinkage.
+    r"""Fuse experts with the PoE's precision-weighted mean but without the prior expert's shrinkage.
 
     Mean :math:`\sum_m M_m \Lambda_m \mu_m / \sum_m M_m \Lambda_m` (0 for a cell with no
     expert), variance :math:`1 / (1 + \sum_m M_m \Lambda_m)` (the PoE's, prior included). A
@@ -78,7 +78,7 @@ def paired_anchor_loss(
     stop_gradient: bool = True,
     fusion: str = "poe",
 ) -> torch.Tensor:
-    """Per-cell distance between each single-modality posterior and the joint one.
+    r"""Per-cell distance between each single-modality posterior and the joint one.
 
     Parameters
     ----------
@@ -88,8 +88,8 @@ def paired_anchor_loss(
     observed
         ``(n_modalities, n_cells)`` availability (1 = measured).
     kind
-        ``"mean"``: :math:`\\sum_m \\lVert \\mu_m - \\mu_{\\mathrm{joint}} \\rVert^2`;
-        ``"kl"``: :math:`\\sum_m \\mathrm{KL}(q_m \\,\\|\\, q_{\\mathrm{joint}})`. ``q_m`` is expert
+        ``"mean"``: :math:`\sum_m \lVert \mu_m - \mu_{\mathrm{joint}} \rVert^2`;
+        ``"kl"``: :math:`\sum_m \mathrm{KL}(q_m \,\|\, q_{\mathrm{joint}})`. ``q_m`` is expert
         ``m`` times the prior expert, ``q_joint`` the product of all observed experts and the prior.
     stop_gradient
         Treat the joint posterior as a fixed target (default), so only the unimodal posteriors move.
