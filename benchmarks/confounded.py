@@ -6,7 +6,8 @@
         --variant cycle1 '{"train": {"plan_kwargs": {"cycle_weight": 1.0}}}'
 
 A variant is a name and a JSON object with ``model`` (``REMADOM(...)`` arguments), ``train``
-(``model.train(...)`` arguments) and ``encoder_input`` (``{modality: transform}``). Each variant trains on the same scenario and seed, one after
+(``model.train(...)`` arguments), ``encoder_input`` (``{modality: transform}``) and ``module`` (module
+attributes set after construction, e.g. ``{"paired_anchor_kind": "kl"}``). Each variant trains on the same scenario and seed, one after
 the other in this process, and the script prints one JSON line and one table row per variant:
 
 * ``transfer[<group>]``: kNN label transfer from the reference (paired) batches to the cells of each
@@ -22,7 +23,8 @@ the other in this process, and the script prints one JSON line and one table row
   the latent that modality ``m`` alone gives the other half (does the single-modality expert
   place *paired-batch* cells right?); ``nll_swap[<m>]`` = mean NLL of the non-reference cells' own
   ``m`` decoded with their own batch code and with a reference batch code (how much of the data
-  the batch code explains).
+  the batch code explains); ``single_vs_joint`` / ``group_vs_paired_single`` / ``norm`` (see
+  :func:`_posterior_mismatch`).
 
 Results are appended as JSON lines to ``--out`` (default ``benchmarks/results/confounded.jsonl``).
 """
@@ -76,6 +78,37 @@ def _nll_swap(model, cells, modality, ref_code):
     return {k: v / max(n, 1) for k, v in out.items()}
 
 
+def _posterior_mismatch(model, z, labels, groups, scn) -> dict:
+    """Is the gap a batch effect or a unimodal-vs-joint posterior mismatch?
+
+    ``single_vs_joint[m]``: modality iLISI between the joint latent of the paired cells and the
+    latent that ``m`` alone gives the *same* cells (1 = indistinguishable); ``group_vs_paired_single[g]``:
+    iLISI between the single-modality group ``g`` and the paired cells encoded from that one
+    modality (high = no batch effect in the expert); ``norm[g]``: mean latent norm of each group.
+    """
+    import numpy as np
+
+    from remadom.eval import modality_mixing
+
+    out = {}
+    paired = scn.paired_idx
+    single = {m: model.get_latent_representation(indices=paired, modalities=[m]) for m in scn.modalities}
+    for m, zs in single.items():
+        tag = np.array(["joint"] * paired.size + ["single"] * paired.size)
+        both = np.concatenate([z[paired], zs])
+        out[f"single_vs_joint[{m}]"] = modality_mixing(both, tag, np.concatenate([labels[paired]] * 2))["ilisi_modality"]
+    for g in np.unique(groups):
+        inside = groups == g
+        out[f"norm[{g}]"] = float(np.linalg.norm(z[inside], axis=1).mean())
+        mods = [m for m in scn.modalities if scn.masks[m][inside].all()]
+        if len(mods) == 1 and not np.array_equal(np.flatnonzero(inside), paired):
+            tag = np.array(["paired"] * paired.size + ["group"] * int(inside.sum()))
+            both = np.concatenate([single[mods[0]], z[inside]])
+            lab = np.concatenate([labels[paired], labels[inside]])
+            out[f"group_vs_paired_single[{g}]"] = modality_mixing(both, tag, lab)["ilisi_modality"]
+    return out
+
+
 def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bool) -> dict:
     import numpy as np
     import scvi
@@ -100,6 +133,10 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
         held["model"] = model
         for m, transform in spec.get("encoder_input", {}).items():
             model.module.encoders[m].input.transform = transform
+        for attr, value in spec.get("module", {}).items():
+            if not hasattr(model.module, attr):
+                raise ValueError(f"variant {name!r}: the module has no attribute {attr!r}")
+            setattr(model.module, attr, value)
 
     scvi.settings.seed = seed
     out = fit_remadom(
@@ -143,6 +180,7 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
             lab = np.concatenate([labels[src], labels[tgt]])
             srcmask = np.arange(zz.shape[0]) < src.size
             res[f"expert_transfer[{m}]"] = label_transfer_accuracy(zz, lab, srcmask, ~srcmask)["accuracy"]
+        res.update(_posterior_mismatch(model, z, labels, groups, scn))
         codes = model.adata_manager.get_from_registry("batch").ravel()
         ref_code = int(codes[np.flatnonzero(ref)[0]])
         other = np.flatnonzero(~ref)

@@ -1,4 +1,4 @@
-"""Training skips the experts modality dropout leaves out of the fusion (#14), unless consistency needs them."""
+"""Training skips the experts modality dropout leaves out of the fusion (#14), unless consistency or the paired anchor needs them."""
 
 import torch
 from test_module import make_module, make_tensors
@@ -30,3 +30,14 @@ def test_dropped_experts_are_not_computed_and_the_loss_is_unchanged():
     assert all(skipping[m] <= every[m] for m in skipping)
     # the same draws of the modality-dropout mask: the same fused posterior and loss
     torch.testing.assert_close(out.loss, out_every.loss, rtol=1e-6, atol=1e-6)
+
+
+def test_paired_anchor_computes_every_observed_expert():
+    """The anchor compares each observed expert with the joint: a dropped expert must still be encoded."""
+    tensors = make_tensors()
+    skipping, _ = _encoded_rows(make_module(modality_dropout=0.6, dropout_rate=0.0), tensors)
+    anchored, _ = _encoded_rows(make_module(modality_dropout=0.6, dropout_rate=0.0, paired_anchor_weight=1.0),
+                                tensors)
+    every, _ = _encoded_rows(make_module(modality_dropout=0.6, dropout_rate=0.0, consistency_weight=1e-30), tensors)
+    assert anchored == every
+    assert sum(anchored.values()) > sum(skipping.values())

@@ -78,3 +78,52 @@ def resolve_encoder_inputs(encoder_inputs, confounded: list, specs) -> dict[str,
         for s in specs
         if s.kind in CONFOUNDED_ENCODER_INPUT and s.encoder_input is None and s.head.needs_nonnegative()
     }
+
+
+#: Weight of the paired-anchor term (:mod:`remadom.nn._alignment_anchor`) that
+#: ``paired_anchor_weight="auto"`` uses when some batch is confounded with its modality set.
+CONFOUNDED_PAIRED_ANCHOR_WEIGHT = 1.0
+
+
+def resolve_paired_anchor_weight(weight, confounded: list) -> float:
+    """Resolve ``paired_anchor_weight="auto"``.
+
+    :data:`CONFOUNDED_PAIRED_ANCHOR_WEIGHT` when some batch is confounded, else 0; a number (>= 0)
+    passes through.
+    """
+    if isinstance(weight, str):
+        if weight != "auto":
+            raise ValueError(f"paired_anchor_weight={weight!r}; use 'auto' or a number >= 0 (0 turns it off).")
+        return CONFOUNDED_PAIRED_ANCHOR_WEIGHT if confounded else 0.0
+    if not float(weight) >= 0:
+        raise ValueError(f"paired_anchor_weight={weight!r} must be >= 0 (0 turns it off), or 'auto'.")
+    return float(weight)
+
+
+def resolve_fusion(fusion: str, confounded: list) -> str:
+    """Resolve ``fusion="auto"``: ``"unshrunk"`` when some batch is confounded, else ``"poe"``."""
+    from ..nn._alignment_anchor import FUSIONS
+
+    if fusion == "auto":
+        return "unshrunk" if confounded else "poe"
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion={fusion!r}; use 'auto' or one of {sorted(FUSIONS)}.")
+    return fusion
+
+
+#: What models saved before the paired anchor and the unshrunk fusion existed were trained with.
+PRE_ANCHOR_INIT_PARAMS = {"fusion": "poe", "paired_anchor_weight": 0.0}
+
+
+def with_pre_anchor_defaults(init_params: dict) -> dict:
+    """Saved ``init_params_`` of a model from before the anchor: ``"auto"`` would now switch it on.
+
+    A saved model must load with the latent it was trained to give, so a file without these
+    arguments gets :data:`PRE_ANCHOR_INIT_PARAMS` (the PoE, no anchor) rather than ``"auto"``.
+    """
+    params = dict(init_params)
+    if "non_kwargs" in params:
+        params["non_kwargs"] = {**PRE_ANCHOR_INIT_PARAMS, **params["non_kwargs"]}
+    else:
+        params = {**PRE_ANCHOR_INIT_PARAMS, **params}
+    return params

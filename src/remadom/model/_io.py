@@ -262,6 +262,10 @@ def load_model(cls, adata, attr_dict: dict, state_dict: dict, accelerator: str =
         method = registry.get("setup_method_name", "setup_anndata")
         getattr(cls, method)(adata, source_registry=registry, **registry[_compat._SETUP_ARGS_KEY])
     attr_dict["registry_"] = registry
+    if isinstance(attr_dict.get("init_params_"), dict):  # files from before #13's anchor: as trained
+        from ._confounding import with_pre_anchor_defaults
+
+        attr_dict["init_params_"] = with_pre_anchor_defaults(attr_dict["init_params_"])
     model = _compat._initialize_model(cls, adata, registry, {k: v for k, v in attr_dict.items()
                                                               if k != "registry_"}, None)
     model.module.on_load(model)

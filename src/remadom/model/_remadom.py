@@ -22,7 +22,12 @@ from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
 from ..train._precision import default_precision
 from . import _checks, _io
 from ._cell_feature_masks import cell_feature_mask_fields, registered_cell_masks, split_feature_masks
-from ._confounding import confounded_batches, resolve_encoder_inputs
+from ._confounding import (
+    confounded_batches,
+    resolve_encoder_inputs,
+    resolve_fusion,
+    resolve_paired_anchor_weight,
+)
 from ._feature_masks import FeatureMaskField, feature_mask_frames, feature_mask_tables
 from ._fields import ModalityField, feature_names, registered_feature_names, registered_specs
 from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
@@ -95,6 +100,17 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         ``encoder_input`` or its likelihood takes values that may be negative (``gaussian``);
         else each modality's own. The user guide section "When
         studies measured different modalities" gives the ablation behind it.
+    paired_anchor_weight
+        Weight of the paired-anchor term (:mod:`remadom.nn._alignment_anchor`): on cells with
+        several modalities, each single-modality posterior mean is pulled to the joint one, so the
+        encoders learn from the paired cells where one modality should place a cell. ``"auto"``
+        (default): on (weight ``CONFOUNDED_PAIRED_ANCHOR_WEIGHT``) when a batch is confounded, else 0.
+        ``0`` turns it off.
+    fusion
+        ``"poe"`` (Product of Experts with a standard-normal prior expert) or ``"unshrunk"``
+        (the same mean without the prior's shrinkage of single-expert posteriors towards 0; see
+        :func:`~remadom.nn._alignment_anchor.unshrunk_fusion`). ``"auto"`` (default):
+        ``"unshrunk"`` when a batch is confounded, else ``"poe"``.
 
     Examples
     --------
@@ -124,6 +140,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         batch_effect: str = "nonlinear",
         negative_sampling: float | None = None,
         encoder_inputs: dict[str, str] | str | None = "auto",
+        paired_anchor_weight: float | str = "auto",
+        fusion: str = "auto",
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -142,6 +160,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             {s.name: read_mask(adata, s) for s in self.specs},
         )
         encoder_inputs = resolve_encoder_inputs(encoder_inputs, self.confounded_batches_, self.specs)
+        paired_anchor_weight = resolve_paired_anchor_weight(paired_anchor_weight, self.confounded_batches_)
+        fusion = resolve_fusion(fusion, self.confounded_batches_)
         cat_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY)
         modalities = [{**s.to_dict(), "n_features": n_features[s.name]} for s in self.specs]
         feature_masks = feature_mask_tables(
@@ -162,6 +182,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             dispersion=dispersion,
             batch_effect=batch_effect,
             encoder_inputs=encoder_inputs,
+            paired_anchor_weight=paired_anchor_weight,
+            fusion=fusion,
             modality_stats=modality_statistics(
                 adata, self.specs, feature_masks=feature_masks,
                 batch_codes=self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel(),

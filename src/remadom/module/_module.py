@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import cell_feature_mask_key, mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._alignment_anchor import FUSIONS, paired_anchor_loss
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._alignment_ot import availability_ot_loss
 from ..nn._sampled_bernoulli import configure_negative_sampling
@@ -60,6 +61,15 @@ class RemadomModule(BaseModuleClass):
         Weight of ``KL(q_joint || q_m)`` pulling each unimodal posterior (its expert
         times the prior) towards the stop-gradient joint posterior, on cells with two
         or more modalities.
+    paired_anchor_weight
+        Weight of the paired-anchor term (:mod:`remadom.nn._alignment_anchor`): on cells with two
+        or more modalities, the squared distance between each single-modality posterior mean and
+        the stop-gradient joint one. 0 = off.
+    fusion
+        ``"poe"``: the Product of Experts with the standard-normal prior expert. ``"unshrunk"``:
+        the same precision-weighted mean without the prior's shrinkage (a single expert's
+        posterior mean is its own mean), the PoE's variance
+        (:func:`~remadom.nn._alignment_anchor.unshrunk_fusion`).
     dispersion
         Dispersion of the count likelihoods: ``"gene"``, ``"gene-batch"`` or ``"gene-cell"``.
     batch_effect
@@ -108,6 +118,8 @@ class RemadomModule(BaseModuleClass):
         cell_feature_masks: Sequence[str] | None = None,
         negative_sampling: float | None = None,
         encoder_inputs: dict[str, str] | None = None,
+        paired_anchor_weight: float = 0.0,
+        fusion: str = "poe",
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -117,6 +129,13 @@ class RemadomModule(BaseModuleClass):
         self.n_batch = n_batch
         self.modality_dropout = modality_dropout
         self.consistency_weight = consistency_weight
+        self.paired_anchor_weight = float(paired_anchor_weight)
+        #: Distance of the paired-anchor term (see :func:`~remadom.nn._alignment_anchor.paired_anchor_loss`).
+        self.paired_anchor_kind = "mean"
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion={fusion!r}; use one of {sorted(FUSIONS)}.")
+        #: How the experts are fused: ``"poe"`` or ``"unshrunk"`` (see :data:`remadom.nn._alignment_anchor.FUSIONS`).
+        self.fusion = fusion
         weights = modality_weights or {}
         unknown = set(weights) - set(self.modality_names)
         if unknown:
@@ -291,10 +310,11 @@ class RemadomModule(BaseModuleClass):
         n_cells = observed.shape[1]
         means = observed.new_zeros(len(self.modality_names), n_cells, self.n_latent)
         logvars = torch.zeros_like(means)
-        # the consistency term needs every observed expert during training; without it, an
-        # expert that modality dropout leaves out of the fusion is not computed (#14: ~25 % of
-        # a paired cell's encoder work at dropout 0.3)
-        compute = observed if self.training and self.consistency_weight > 0 else encode
+        # the consistency and paired-anchor terms need every observed expert during training;
+        # without them, an expert that modality dropout leaves out of the fusion is not computed
+        # (#14: ~25 % of a paired cell's encoder work at dropout 0.3)
+        needs_all_experts = self.consistency_weight > 0 or self.paired_anchor_weight > 0
+        compute = observed if self.training and needs_all_experts else encode
         for i, m in enumerate(self.modality_names):
             rows = _rows(compute[i])
             if rows.numel() == 0:
@@ -303,7 +323,7 @@ class RemadomModule(BaseModuleClass):
             mu, lv = encoder.encode(_take(encoder.input(prepared[m], self._encoder_mask(m, entry_masks)), rows))
             means[i] = means[i].index_put((rows,), mu.float())
             logvars[i] = logvars[i].index_put((rows,), lv.float())
-        qz_m, qz_logvar = product_of_experts(means, logvars, encode)
+        qz_m, qz_logvar = FUSIONS[self.fusion](means, logvars, encode)
         qz = Normal(qz_m, torch.exp(0.5 * qz_logvar))
         library = {m: (self.heads[m].library(dense[m]) if m not in entry_masks
                        else self.heads[m].library(dense[m], entry_masks[m])) for m in self.modality_names}
@@ -427,6 +447,11 @@ class RemadomModule(BaseModuleClass):
             cons = self.consistency(inference_outputs)
             per_cell = per_cell + self.consistency_weight * cons
             extra["consistency"] = cons.mean().detach()
+        if self.paired_anchor_weight > 0 and len(self.modality_names) > 1:
+            anchor = paired_anchor_loss(inference_outputs[K.EXPERT_MEANS_KEY], inference_outputs[K.EXPERT_LOGVARS_KEY],
+                                        observed, kind=self.paired_anchor_kind, fusion=self.fusion)
+            per_cell = per_cell + self.paired_anchor_weight * anchor
+            extra["paired_anchor"] = anchor.mean().detach()
         loss = per_cell.mean()
         if alignment_weight > 0:
             groups = self.alignment_groups(tensors, observed, alignment_on)
