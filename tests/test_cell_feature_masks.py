@@ -135,17 +135,6 @@ def test_per_cell_mask_and_per_batch_table_are_combined():
         _setup(adata)
 
 
-def test_setup_mudata_refuses_per_cell_masks_with_the_fix():
-    import anndata as ad
-    import mudata as md
-
-    rna = ad.AnnData(X=np.ones((4, 3), dtype=np.float32))
-    adt = ad.AnnData(X=np.ones((4, 2), dtype=np.float32))
-    mdata = md.MuData({"rna": rna, "adt": adt})
-    with pytest.raises(RemadomSetupError, match="per-cell masks.*setup_anndata"):
-        REMADOM.setup_mudata(mdata, feature_masks={"adt": "adt_measured"})
-
-
 def test_a_dataframe_mask_needs_the_modality_features_as_columns():
     import pandas as pd
 

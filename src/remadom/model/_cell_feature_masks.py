@@ -7,6 +7,12 @@ as a scvi-tools :class:`~scvi.data.fields.ObsmField`, so it reaches the module a
 tensor, is saved with the data like the ``has_<modality>`` columns (a loaded model or new data
 need the same ``obsm`` key) and is never guessed from zeros.
 
+With ``setup_mudata`` the key is read from the modality's own AnnData,
+``mdata.mod[<mod key>].obsm[key]`` (one row per cell *of that modality*, like its counts), and
+copied into REMADOM's padded view as ``obsm["<mod key>:<key>"]`` (the name errors and
+``view_anndata_setup`` show); a cell absent from the modality gets an all-``False`` row. The view
+is rebuilt from the MuData by ``load``, new data and queries, so they need the same key there.
+
 The likelihood scores an entry only where the per-cell mask (AND the per-batch table, when a
 modality has both) says measured; the encoder sees the cell's unmeasured entries as missing.
 
@@ -23,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scvi.data.fields import ObsmField
 
-from .._constants import cell_feature_mask_key
+from .._constants import cell_feature_mask_key, mask_column
 from ._validation import RemadomSetupError, read_mask
 
 
@@ -35,11 +41,11 @@ def split_feature_masks(feature_masks: dict | None) -> tuple[dict, dict[str, str
     return tables, cells
 
 
-def _bool_matrix(adata, key: str, modality: str, features: np.ndarray):
+def _bool_matrix(adata, key: str, modality: str, features: np.ndarray, owner: str = "adata"):
     where = f"feature_masks[{modality!r}] = {key!r}"
     if key not in adata.obsm:
         raise RemadomSetupError(
-            f"{where} names adata.obsm[{key!r}], which does not exist. A string in feature_masks names an "
+            f"{where} names {owner}.obsm[{key!r}], which does not exist. A string in feature_masks names an "
             f"obsm entry: a boolean (n_cells x n_features) matrix, True = measured. Keys: {sorted(adata.obsm)}."
         )
     matrix = adata.obsm[key]
@@ -63,6 +69,59 @@ def _bool_matrix(adata, key: str, modality: str, features: np.ndarray):
             "(True = measured): pass matrix.astype(bool)."
         )
     return matrix
+
+
+def mudata_view_mask_key(mod: str, key: str) -> str:
+    """``obsm`` key of the padded view holding ``mdata.mod[mod].obsm[key]`` (MuData's ``mod:key`` naming)."""
+    return f"{mod}:{key}"
+
+
+def pad_mudata_cell_masks(mdata, modalities: dict[str, dict], cells: dict[str, str], view) -> dict[str, str]:
+    """Copy each per-cell mask of a MuData into the padded view; return ``{modality: view obsm key}``.
+
+    ``cells`` is ``{modality: key}``, the key naming ``mdata.mod[<the modality's mod>].obsm[key]``
+    (rows = that modality's cells). Its shape, dtype and (for a DataFrame) columns are checked there;
+    in the view (rows ``view.obs_names``) a cell absent from the modality gets an all-``False`` row
+    (it measured none of the features; its ``has_<modality>`` is ``False``). ``view`` gains the
+    entries ``obsm["<mod>:<key>"]``; the MuData is not modified.
+    """
+    out = {}
+    for name, key in cells.items():
+        if name not in modalities:
+            continue  # reported with the other unknown names by the FeatureMaskField
+        mod = modalities[name]["mod"]
+        sub = mdata.mod[mod]
+        matrix = _bool_matrix(sub, key, name, np.asarray(sub.var_names), owner=f"mdata.mod[{mod!r}]")
+        rows = view.obs_names.get_indexer(sub.obs_names)
+        keep = np.flatnonzero(rows >= 0)  # cells left out of the view (none of its modalities) are dropped
+        if sp.issparse(matrix):
+            coo = sp.coo_matrix(sp.csr_matrix(matrix)[keep])
+            padded = sp.csr_matrix((coo.data.astype(bool), (rows[keep][coo.row], coo.col)),
+                                   shape=(view.n_obs, matrix.shape[1]), dtype=bool)
+        else:
+            padded = np.zeros((view.n_obs, matrix.shape[1]), dtype=bool)
+            padded[rows[keep]] = np.asarray(matrix)[keep]
+        _refuse_empty_cells(view, name, padded, f"mdata.mod[{mod!r}].obsm[{key!r}]", (
+            f"remove those cells from mdata.mod[{mod!r}], or mark {name!r} missing for them with "
+            f"mask_keys={{{name!r}: '<boolean mdata.obs column>'}}"
+        ))
+        out[name] = mudata_view_mask_key(mod, key)
+        view.obsm[out[name]] = padded
+    return out
+
+
+def _refuse_empty_cells(adata, name: str, matrix, where: str, fix: str) -> None:
+    """Error for cells set up as having modality ``name`` whose mask row has no measured feature."""
+    counts = np.asarray(matrix.sum(1)).ravel()
+    empty = np.asarray(adata.obs[mask_column(name)], dtype=bool) & (counts == 0)
+    if empty.any():
+        cells = adata.obs_names[empty]
+        shown = ", ".join(map(str, cells[:5])) + (f" ... ({len(cells)} in all)" if len(cells) > 5 else "")
+        raise RemadomSetupError(
+            f"{where} (feature_masks[{name!r}]) masks every feature of modality {name!r} in cell(s) {shown}, "
+            f"which are set up as having {name!r}. A cell that measured none of its features does not have "
+            f"the modality: {fix}."
+        )
 
 
 def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table_rows: np.ndarray | None) -> None:

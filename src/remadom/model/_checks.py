@@ -429,12 +429,13 @@ def check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_ke
 
 
 def mudata_fingerprint(mdata) -> tuple:
-    """What a cached padded view of ``mdata`` depends on: cells, features and matrix objects of each modality.
+    """What a cached padded view of ``mdata`` depends on: cells, features and matrix / obsm objects of each modality.
 
     In-place edits of matrix *values* are not detected (that would need a pass over the data).
     """
     mods = tuple(
         (key, mod.shape, id(mod.X), tuple(sorted((k, id(v)) for k, v in mod.layers.items())),
+         tuple(sorted((k, id(v)) for k, v in mod.obsm.items())),  # per-cell feature masks (#11)
          hash(tuple(mod.obs_names)), hash(tuple(mod.var_names)))
         for key, mod in mdata.mod.items()
     )
