@@ -24,6 +24,8 @@ and no cell that has the modality has every feature masked (mark that cell missi
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -163,3 +165,42 @@ def registered_cell_masks(adata_manager) -> dict[str, str]:
     except KeyError:  # set up before feature masks existed
         return {}
     return dict(state.get("cell_masks", {}) or {})
+
+
+def reference_cell_mask_keys(reference) -> dict[str, str]:
+    """``{modality: key}`` of a trained model's per-cell masks, as the user named them.
+
+    For a model set up with ``setup_anndata`` the ``obsm`` key; with ``setup_mudata`` the key in
+    the modality's ``mdata.mod[...].obsm`` (the padded view's ``"<mod>:<key>"`` stripped).
+    """
+    registered = registered_cell_masks(reference.adata_manager)
+    setup = getattr(reference, "mudata_setup_", None)
+    if not setup:
+        return registered
+    given = split_feature_masks(setup.get("feature_masks"))[1]
+    return {name: given[name] for name in registered if name in given}
+
+
+def align_query_cell_mask(holder, key: str, modality: str, names, reference_features, owner: str = "adata"):
+    """A query's per-cell mask ``holder.obsm[key]`` with the columns of the reference's features.
+
+    Columns are matched by name like the counts (:func:`~remadom.model._query_align.align_features`):
+    reordered, the query's extra features dropped, and features the query lacks ``False`` (not
+    measured). Sparse stays sparse. The reference registered the mask, so a query without it is an
+    error (a mask is never assumed).
+    """
+    from ._query_align import align_features
+
+    if key not in holder.obsm:
+        raise RemadomSetupError(
+            f"The reference was set up with a per-cell feature mask for {modality!r} (feature_masks="
+            f"{{{modality!r}: {key!r}}}), but the query has no {owner}.obsm[{key!r}]. Add it: a boolean "
+            f"(n_cells x n_features) matrix over the query's {modality!r} features, True = measured "
+            "(all True if every query cell measured every feature it has)."
+        )
+    matrix = _bool_matrix(holder, key, modality, np.asarray(names), owner=owner)
+    matrix = sp.csr_matrix(matrix, dtype=np.float32) if sp.issparse(matrix) else np.asarray(matrix, np.float32)
+    with warnings.catch_warnings():  # the overlap warning is given once, for the counts
+        warnings.simplefilter("ignore", UserWarning)
+        aligned, _ = align_features(matrix, names, reference_features, modality)
+    return aligned.astype(bool) if sp.issparse(aligned) else np.asarray(aligned) != 0
