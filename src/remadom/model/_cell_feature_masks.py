@@ -204,3 +204,26 @@ def align_query_cell_mask(holder, key: str, modality: str, names, reference_feat
         warnings.simplefilter("ignore", UserWarning)
         aligned, _ = align_features(matrix, names, reference_features, modality)
     return aligned.astype(bool) if sp.issparse(aligned) else np.asarray(aligned) != 0
+
+
+def check_cell_mask_keys(cells: dict[str, str], adata) -> None:
+    """New data for a model with per-cell masks (``{modality: obsm key}``) must hold each key."""
+    for name, key in cells.items():
+        if key not in adata.obsm:
+            raise RemadomSetupError(
+                f"The model was set up with the per-cell feature mask obsm[{key!r}] for modality {name!r}, "
+                "which this data lacks. Add it (a boolean cells x features matrix, True = measured; for a "
+                "MuData, in the modality's mdata.mod[...].obsm) rather than let every entry count as measured."
+            )
+
+
+def reorder_cell_mask(cells: dict[str, str], adata, name: str, order: np.ndarray):
+    """``adata`` with modality ``name``'s per-cell mask columns in model order (when its features were permuted)."""
+    from ._checks import _shallow
+
+    if name not in cells:
+        return adata
+    obsm = dict(adata.obsm)
+    matrix = obsm[cells[name]]
+    obsm[cells[name]] = matrix.iloc[:, order] if isinstance(matrix, pd.DataFrame) else matrix[:, order]
+    return _shallow(adata, obsm=obsm)
