@@ -181,6 +181,8 @@ def _imputation(fit, scn: FeatureMaskScenario) -> dict:
         for suffix, variant in (fit or {}).get("variants", {}).items():  # ablations of the prediction
             alt = np.concatenate([np.asarray(variant(cells[obs_batch[cells] == b], b))[:, cols] for b in batches])
             row.update({f"{k}_{suffix}": v for k, v in imputation_metrics(alt, truth, kind).items()})
+            if suffix == "withbg" and pred is not None:  # share of the predicted counts that is background
+                row["background_share"] = float(1.0 - pred.sum() / max(alt.sum(), 1e-12))
         if _binary(kind):  # the floor of a depth-aware prediction
             cell_names = scn.mdata.obs_names[cells[order]]
             measured_cols = np.flatnonzero(~np.isin(features, hidden))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("pearson_cell_mean", "pearson_cell_mean_withbg", "pearson_cell_mean_rnaenc", "pearson_feature_mean",
+METRICS = ("pearson_cell_mean", "pearson_cell_mean_withbg", "pearson_cell_mean_rnaenc", "background_share",
+           "pearson_feature_mean",
            "pearson_feature_mean_withbg", "baseline_pearson_cell_mean", "auroc", "auroc_refdepth",
            "baseline_auroc", "baseline_depth_auroc", "auroc_per_feature_mean", "scib_bio_conservation",
            "scib_batch_correction", "scib_total", "foscttm")
