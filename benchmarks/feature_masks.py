@@ -42,7 +42,7 @@ def _dense(x) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
-def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, encoder_masks: str | None = None):
+def _remadom(mdata, scn: FeatureMaskScenario, epochs: int | None, batch_size: int, encoder_masks: str | None = None):
     from remadom import REMADOM
 
     REMADOM.setup_mudata(mdata, modalities={"rna": "rna", scn.modality: scn.modality}, batch_key=scn.batch_key)
@@ -52,7 +52,7 @@ def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, enco
     t0 = time.perf_counter()
     model.train(max_epochs=epochs, batch_size=batch_size, early_stopping=False, enable_progress_bar=False)
     out = {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
-           "latent_rna": model.get_latent_representation(modalities=["rna"]),
+           "epochs": _epochs_run(model), "latent_rna": model.get_latent_representation(modalities=["rna"]),
            "latent_other": model.get_latent_representation(modalities=[scn.modality])}
     binary = model.module.heads[scn.modality].binary
     # binary (ATAC): the probability the cell's own measurement is open (its depth from its measured
@@ -62,7 +62,10 @@ def _remadom(mdata, scn: FeatureMaskScenario, epochs: int, batch_size: int, enco
         out["variants"] = {"refdepth": lambda cells, batch: model.impute(scn.modality, indices=cells)}
     elif scn.modality == "adt":  # background included: the mean of a new measurement (scale of the raw counts)
         out["variants"] = {"withbg": lambda cells, batch: model.impute(scn.modality, indices=cells,
-                                                                        include_background=True)}
+                                                                        include_background=True),
+                           # diagnosis: the latent from RNA alone (does the ADT encoder's input help?)
+                           "rnaenc": lambda cells, batch: model.impute(scn.modality, indices=cells,
+                                                                        from_modalities=["rna"])}
     out["n_masked_modalities"] = len(model.get_feature_masks())
     return out
 
@@ -93,7 +96,7 @@ def _totalvi(mdata, scn, epochs, batch_size):
         return np.asarray(pro)
 
     return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(), "impute": impute,
-            "variants": {"withbg": lambda cells, batch: impute(cells, batch, background=True)}}
+            "epochs": _epochs_run(model), "variants": {"withbg": lambda cells, batch: impute(cells, batch, background=True)}}
 
 
 def _multivi(mdata, scn, epochs, batch_size):
@@ -116,7 +119,7 @@ def _multivi(mdata, scn, epochs, batch_size):
         return _dense(model.get_normalized_accessibility(indices=cells, return_numpy=True))
 
     return {"train_s": time.perf_counter() - t0, "latent": model.get_latent_representation(),
-            "latent_rna": model.get_latent_representation(modality="expression"),
+            "epochs": _epochs_run(model), "latent_rna": model.get_latent_representation(modality="expression"),
             "latent_other": model.get_latent_representation(modality="accessibility"), "impute": impute,
             "variants": {"refdepth": impute_refdepth}}
 
@@ -178,6 +181,8 @@ def _imputation(fit, scn: FeatureMaskScenario) -> dict:
         for suffix, variant in (fit or {}).get("variants", {}).items():  # ablations of the prediction
             alt = np.concatenate([np.asarray(variant(cells[obs_batch[cells] == b], b))[:, cols] for b in batches])
             row.update({f"{k}_{suffix}": v for k, v in imputation_metrics(alt, truth, kind).items()})
+            if suffix == "withbg" and pred is not None:  # share of the predicted counts that is background
+                row["background_share"] = float(1.0 - pred.sum() / max(alt.sum(), 1e-12))
         if _binary(kind):  # the floor of a depth-aware prediction
             cell_names = scn.mdata.obs_names[cells[order]]
             measured_cols = np.flatnonzero(~np.isin(features, hidden))
@@ -191,8 +196,18 @@ def _imputation(fit, scn: FeatureMaskScenario) -> dict:
             if not k.endswith("n_defined") and not k.endswith("n_entries")}
 
 
-def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells: int | None, data_dir: str,
-        seed: int, out_dir: Path) -> list[dict]:
+#: ``--epochs default``: each method's own default (REMADOM: its ``train()`` default, ``None``).
+DEFAULT_EPOCHS = {"totalvi": 400, "multivi": 500}
+
+
+def _epochs_run(model) -> int:
+    """Epochs a trained scvi-tools / REMADOM model ran (the length of its history)."""
+    return int(len(next(iter(model.history.values()))))
+
+
+def run(scenario: str, methods: list[str], epochs: int | None, batch_size: int, n_cells: int | None,
+        data_dir: str, seed: int, out_dir: Path) -> list[dict]:
+    """Run ``methods`` on ``scenario``; ``epochs=None`` trains each at its own default (``DEFAULT_EPOCHS``)."""
     torch.manual_seed(seed)
     scn = build_feature_mask_scenario(scenario, data_dir, n_cells=n_cells, seed=seed)
     print(f"{scenario}: {scn.mdata.n_obs} cells, {scn.description}", flush=True)
@@ -204,28 +219,30 @@ def run(scenario: str, methods: list[str], epochs: int, batch_size: int, n_cells
 
         scvi.settings.seed = seed
         t0 = time.perf_counter()
+        method_epochs = DEFAULT_EPOCHS.get(method) if epochs is None else epochs
         if method == "remadom_masks":
-            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
+            fit = _remadom(scn.mdata.copy(), scn, method_epochs, batch_size)
             assert fit["n_masked_modalities"] == 1, "the masks were not registered"
         elif method == "remadom_masks_norescale":  # ablation of the encoder input: zero-fill only
             networks.masked_encoder_input = _zero_fill_only
-            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size)
+            fit = _remadom(scn.mdata.copy(), scn, method_epochs, batch_size)
         elif method == "remadom_masks_shared_encoder":  # encoders see only features every batch measured
-            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="shared")
+            fit = _remadom(scn.mdata.copy(), scn, method_epochs, batch_size, encoder_masks="shared")
         elif method == "remadom_masks_batch_encoder":  # encoders see the features the cell's batch measured
-            fit = _remadom(scn.mdata.copy(), scn, epochs, batch_size, encoder_masks="batch")
+            fit = _remadom(scn.mdata.copy(), scn, method_epochs, batch_size, encoder_masks="batch")
         elif method == "remadom_zeros":
-            fit = _remadom(_without_masks(scn.mdata), scn, epochs, batch_size)
+            fit = _remadom(_without_masks(scn.mdata), scn, method_epochs, batch_size)
             assert fit["n_masked_modalities"] == 0
         elif method == "remadom_full":
-            fit = _remadom(scn.full.copy(), scn, epochs, batch_size)
+            fit = _remadom(scn.full.copy(), scn, method_epochs, batch_size)
         elif method == "totalvi":
-            fit = _totalvi(_without_masks(scn.mdata), scn, epochs, batch_size)
+            fit = _totalvi(_without_masks(scn.mdata), scn, method_epochs, batch_size)
         elif method == "multivi":
-            fit = _multivi(_without_masks(scn.mdata), scn, epochs, batch_size)
+            fit = _multivi(_without_masks(scn.mdata), scn, method_epochs, batch_size)
         else:
             raise ValueError(f"unknown method {method!r}")
-        row = {"scenario": scenario, "method": method, "epochs": epochs, "n_cells": int(scn.mdata.n_obs),
+        row = {"scenario": scenario, "method": method, "epochs": fit.get("epochs", method_epochs),
+               "epochs_setting": "default" if epochs is None else "fixed", "n_cells": int(scn.mdata.n_obs),
                "train_s": round(fit["train_s"], 1)}
         row.update({f"scib_{k}": v for k, v in integration_metrics(fit["latent"], labels, batch).items()})
         if "latent_rna" in fit:
@@ -245,7 +262,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenario", required=True, choices=["bmmc_cite_panels", "snare_peaksets"])
     p.add_argument("--methods", default=None, help="comma-separated (default: all for the scenario)")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", default="100",
+                   help="an integer for every method, or 'default': REMADOM's train() default, TOTALVI 400, MULTIVI 500")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-cells", type=int, default=None)
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
@@ -256,7 +274,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     peer = "totalvi" if args.scenario == "bmmc_cite_panels" else "multivi"
     methods = args.methods.split(",") if args.methods else ["remadom_masks", "remadom_zeros", "remadom_full", peer]
-    run(args.scenario, methods, args.epochs, args.batch_size, args.n_cells, args.data_dir, args.seed, Path(args.out))
+    epochs = None if args.epochs == "default" else int(args.epochs)
+    run(args.scenario, methods, epochs, args.batch_size, args.n_cells, args.data_dir, args.seed, Path(args.out))
 
 
 if __name__ == "__main__":

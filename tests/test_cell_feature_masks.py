@@ -135,17 +135,6 @@ def test_per_cell_mask_and_per_batch_table_are_combined():
         _setup(adata)
 
 
-def test_setup_mudata_refuses_per_cell_masks_with_the_fix():
-    import anndata as ad
-    import mudata as md
-
-    rna = ad.AnnData(X=np.ones((4, 3), dtype=np.float32))
-    adt = ad.AnnData(X=np.ones((4, 2), dtype=np.float32))
-    mdata = md.MuData({"rna": rna, "adt": adt})
-    with pytest.raises(RemadomSetupError, match="per-cell masks.*setup_anndata"):
-        REMADOM.setup_mudata(mdata, feature_masks={"adt": "adt_measured"})
-
-
 def test_a_dataframe_mask_needs_the_modality_features_as_columns():
     import pandas as pd
 
@@ -164,3 +153,27 @@ def test_a_dataframe_mask_needs_the_modality_features_as_columns():
     assert model.module.cell_feature_masks == ["adt"]
     model.train(**TRAIN)  # the DataFrame reaches the module as a minibatch tensor
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_new_data_needs_the_mask_key_and_a_permuted_mask_follows_its_features(tmp_path):
+    adata = make_mosaic_adata(n=60)
+    adata.obsm["adt_measured"] = _cell_mask(60, 6)
+    _setup(adata)
+    model = REMADOM(adata, **SMALL)
+    model.train(**TRAIN)
+    new = make_mosaic_adata(n=60, seed=1)
+    with pytest.raises(RemadomSetupError, match=r"per-cell feature mask obsm\['adt_measured'\].*lacks"):
+        model.get_latent_representation(new)
+    model.save(tmp_path / "m", overwrite=True)
+    with pytest.raises(RemadomSetupError, match=r"per-cell feature mask obsm\['adt_measured'\].*lacks"):
+        REMADOM.load(tmp_path / "m", adata=new)
+    mask = _cell_mask(60, 6, seed=3)
+    mask[:, 0] = False
+    new.obsm["adt_measured"] = mask
+    ordered = model.get_latent_representation(new)
+    permuted = new.copy()
+    permuted.obsm["X_adt"] = new.obsm["X_adt"].iloc[:, ::-1]
+    permuted.obsm["adt_measured"] = mask[:, ::-1].copy()
+    np.testing.assert_allclose(model.get_latent_representation(permuted), ordered, atol=1e-6)
+    permuted.obsm["adt_measured"] = mask  # control: a mask left in the old order changes the latent
+    assert not np.allclose(model.get_latent_representation(permuted), ordered, atol=1e-4)

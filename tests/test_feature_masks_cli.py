@@ -87,3 +87,48 @@ def test_config_feature_masks_validation():
         RunConfig.model_validate({"data": {"feature_masks": {"adt": "from_data"}}})
     cfg = RunConfig.model_validate({"data": {"feature_masks": {"adt": "a.parquet"}, "batch_key": "b"}})
     assert cfg.data.feature_masks == {"adt": "a.parquet"}
+
+
+def _per_cell_panels(rng, tmp_path):
+    mdata = _panels(rng)
+    adt = mdata.mod["adt"]
+    measured = (mdata.obs.loc[adt.obs_names, "batch"].to_numpy()[:, None] == "panelA") == (
+        np.arange(adt.n_vars) < 6)[None, :]  # each cell measured its own panel
+    measured[:, 3:6] = True  # the shared proteins
+    del adt.varm["remadom_measured"]  # only the per-cell mask states what was measured
+    adt.obsm["adt_measured"] = measured
+    path = tmp_path / "panels.h5mu"
+    mdata.write(path)
+    return path
+
+
+@pytest.mark.slow  # ~6-11 s
+def test_cli_train_with_a_per_cell_mask(tmp_path, rng):
+    """One epoch with `data.feature_masks.adt.obsm=<key>`: the modality's own obsm of an .h5mu."""
+    from remadom import REMADOM
+    from remadom.model._feature_masks import FEATURE_MASKS_REGISTRY_KEY
+
+    path = _per_cell_panels(rng, tmp_path)
+    save_dir = tmp_path / "runs"
+    code = main(["train", "--set", f"data.path={path}", "--set", "data.feature_masks.adt.obsm=adt_measured",
+                 "--save-dir", str(save_dir), *ARGS])
+    assert code == 0
+    (run_dir,) = [p for p in save_dir.iterdir() if p.is_dir()]
+    fields = REMADOM.load_registry(run_dir / "model")["field_registries"]
+    assert fields[FEATURE_MASKS_REGISTRY_KEY]["state_registry"]["cell_masks"] == {"adt": "adt:adt_measured"}
+
+
+def test_cli_per_cell_mask_key_must_exist(tmp_path, rng, capsys):
+    path = _per_cell_panels(rng, tmp_path)
+    code = main(["train", "--set", f"data.path={path}", "--set", "data.feature_masks.adt.obsm=other",
+                 "--save-dir", str(tmp_path / "runs2"), *ARGS])
+    assert code == 3
+    assert "data.feature_masks.adt.obsm='other' is not in mdata.mod['adt'].obsm" in capsys.readouterr().err
+
+
+def test_config_per_cell_feature_mask_validation():
+    cfg = RunConfig.model_validate({"data": {"feature_masks": {"adt": {"obsm": "adt_measured"}}}})  # no batch_key
+    assert cfg.data.feature_masks["adt"].obsm == "adt_measured"
+    assert RunConfig.model_validate(cfg.model_dump()).data.feature_masks["adt"].obsm == "adt_measured"
+    with pytest.raises(ValidationError, match="obsm"):
+        RunConfig.model_validate({"data": {"feature_masks": {"adt": {"layer": "m"}}}})

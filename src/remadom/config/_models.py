@@ -101,6 +101,14 @@ class ModalityConfig(_Section):
         return self.model_dump(exclude_none=True)
 
 
+class CellFeatureMaskConfig(_Section):
+    """A per-cell feature mask (an entry of ``data.feature_masks``): which features each cell measured."""
+
+    obsm: str = Field(..., description="obsm key of a boolean cells x features matrix, True = measured: "
+                      "adata.obsm[key] for an .h5ad, mdata.mod[<the modality's mod>].obsm[key] (rows = the "
+                      "modality's cells) for an .h5mu.")
+
+
 class DataConfig(_Section):
     """Where the cells come from and how their modalities are registered."""
 
@@ -120,13 +128,14 @@ class DataConfig(_Section):
         "`modalities=`; for MuData setup_mudata's, where a string is the mdata.mod key). Replaces "
         "rna_layer / atac_obsm_key / adt_obsm_key / use_rna.",
     )
-    feature_masks: dict[str, str] | None = Field(
+    feature_masks: dict[str, str | CellFeatureMaskConfig] | None = Field(
         None, description="{modality: source} of the features each batch measured (feature-level "
         "missingness; setup's `feature_masks=`): a .csv/.tsv/.parquet table, batches (rows, the first "
         "column or the index) x features (columns), True = measured; or 'from_data': the data's own "
         "uns['remadom_feature_masks'] / varm['remadom_measured'] (what remadom.data.concat_mosaic "
-        "writes), an error when it states none. A modality not listed uses the data's own mask when "
-        "there is one. Needs batch_key.",
+        "writes), an error when it states none (both need batch_key); or {obsm: key}: a per-cell "
+        "boolean mask (cells x features) in obsm (of the modality's mdata.mod for an .h5mu). A "
+        "modality not listed uses the data's own per-batch mask when there is one.",
     )
     batch_key: str | None = None
     labels_key: str | None = None
@@ -143,9 +152,9 @@ class DataConfig(_Section):
 
     @field_validator("feature_masks")
     @classmethod
-    def _feature_mask_sources(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+    def _feature_mask_sources(cls, v: dict | None) -> dict | None:
         for name, source in (v or {}).items():
-            if source != FEATURE_MASKS_FROM_DATA and not source.endswith(FEATURE_MASK_TABLE_SUFFIXES):
+            if isinstance(source, str) and source != FEATURE_MASKS_FROM_DATA and not source.endswith(FEATURE_MASK_TABLE_SUFFIXES):
                 raise ValueError(
                     f"feature_masks.{name}={source!r}: give a table file ending in "
                     f"{', '.join(FEATURE_MASK_TABLE_SUFFIXES)}, or {FEATURE_MASKS_FROM_DATA!r}"
@@ -168,8 +177,10 @@ class DataConfig(_Section):
                 raise ValueError(f"modalities.{name}.obsm applies to AnnData; use `mod` (and `layer`) for .h5mu")
         if self.is_mudata and (self.atac_obsm_key or self.adt_obsm_key):
             raise ValueError("atac_obsm_key/adt_obsm_key apply to AnnData; use `modalities` for a .h5mu file")
-        if self.feature_masks and self.batch_key is None:
-            raise ValueError("feature_masks are per batch: set data.batch_key too")
+        per_batch = [n for n, source in (self.feature_masks or {}).items() if isinstance(source, str)]
+        if per_batch and self.batch_key is None:
+            raise ValueError(f"feature_masks {per_batch} are per batch: set data.batch_key too "
+                             "(a per-cell {obsm: key} mask needs none)")
         return self
 
 

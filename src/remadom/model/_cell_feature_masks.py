@@ -7,6 +7,12 @@ as a scvi-tools :class:`~scvi.data.fields.ObsmField`, so it reaches the module a
 tensor, is saved with the data like the ``has_<modality>`` columns (a loaded model or new data
 need the same ``obsm`` key) and is never guessed from zeros.
 
+With ``setup_mudata`` the key is read from the modality's own AnnData,
+``mdata.mod[<mod key>].obsm[key]`` (one row per cell *of that modality*, like its counts), and
+copied into REMADOM's padded view as ``obsm["<mod key>:<key>"]`` (the name errors and
+``view_anndata_setup`` show); a cell absent from the modality gets an all-``False`` row. The view
+is rebuilt from the MuData by ``load``, new data and queries, so they need the same key there.
+
 The likelihood scores an entry only where the per-cell mask (AND the per-batch table, when a
 modality has both) says measured; the encoder sees the cell's unmeasured entries as missing.
 
@@ -18,12 +24,14 @@ and no cell that has the modality has every feature masked (mark that cell missi
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scvi.data.fields import ObsmField
 
-from .._constants import cell_feature_mask_key
+from .._constants import cell_feature_mask_key, mask_column
 from ._validation import RemadomSetupError, read_mask
 
 
@@ -35,11 +43,11 @@ def split_feature_masks(feature_masks: dict | None) -> tuple[dict, dict[str, str
     return tables, cells
 
 
-def _bool_matrix(adata, key: str, modality: str, features: np.ndarray):
+def _bool_matrix(adata, key: str, modality: str, features: np.ndarray, owner: str = "adata"):
     where = f"feature_masks[{modality!r}] = {key!r}"
     if key not in adata.obsm:
         raise RemadomSetupError(
-            f"{where} names adata.obsm[{key!r}], which does not exist. A string in feature_masks names an "
+            f"{where} names {owner}.obsm[{key!r}], which does not exist. A string in feature_masks names an "
             f"obsm entry: a boolean (n_cells x n_features) matrix, True = measured. Keys: {sorted(adata.obsm)}."
         )
     matrix = adata.obsm[key]
@@ -63,6 +71,59 @@ def _bool_matrix(adata, key: str, modality: str, features: np.ndarray):
             "(True = measured): pass matrix.astype(bool)."
         )
     return matrix
+
+
+def mudata_view_mask_key(mod: str, key: str) -> str:
+    """``obsm`` key of the padded view holding ``mdata.mod[mod].obsm[key]`` (MuData's ``mod:key`` naming)."""
+    return f"{mod}:{key}"
+
+
+def pad_mudata_cell_masks(mdata, modalities: dict[str, dict], cells: dict[str, str], view) -> dict[str, str]:
+    """Copy each per-cell mask of a MuData into the padded view; return ``{modality: view obsm key}``.
+
+    ``cells`` is ``{modality: key}``, the key naming ``mdata.mod[<the modality's mod>].obsm[key]``
+    (rows = that modality's cells). Its shape, dtype and (for a DataFrame) columns are checked there;
+    in the view (rows ``view.obs_names``) a cell absent from the modality gets an all-``False`` row
+    (it measured none of the features; its ``has_<modality>`` is ``False``). ``view`` gains the
+    entries ``obsm["<mod>:<key>"]``; the MuData is not modified.
+    """
+    out = {}
+    for name, key in cells.items():
+        if name not in modalities:
+            continue  # reported with the other unknown names by the FeatureMaskField
+        mod = modalities[name]["mod"]
+        sub = mdata.mod[mod]
+        matrix = _bool_matrix(sub, key, name, np.asarray(sub.var_names), owner=f"mdata.mod[{mod!r}]")
+        rows = view.obs_names.get_indexer(sub.obs_names)
+        keep = np.flatnonzero(rows >= 0)  # cells left out of the view (none of its modalities) are dropped
+        if sp.issparse(matrix):
+            coo = sp.coo_matrix(sp.csr_matrix(matrix)[keep])
+            padded = sp.csr_matrix((coo.data.astype(bool), (rows[keep][coo.row], coo.col)),
+                                   shape=(view.n_obs, matrix.shape[1]), dtype=bool)
+        else:
+            padded = np.zeros((view.n_obs, matrix.shape[1]), dtype=bool)
+            padded[rows[keep]] = np.asarray(matrix)[keep]
+        _refuse_empty_cells(view, name, padded, f"mdata.mod[{mod!r}].obsm[{key!r}]", (
+            f"remove those cells from mdata.mod[{mod!r}], or mark {name!r} missing for them with "
+            f"mask_keys={{{name!r}: '<boolean mdata.obs column>'}}"
+        ))
+        out[name] = mudata_view_mask_key(mod, key)
+        view.obsm[out[name]] = padded
+    return out
+
+
+def _refuse_empty_cells(adata, name: str, matrix, where: str, fix: str) -> None:
+    """Error for cells set up as having modality ``name`` whose mask row has no measured feature."""
+    counts = np.asarray(matrix.sum(1)).ravel()
+    empty = np.asarray(adata.obs[mask_column(name)], dtype=bool) & (counts == 0)
+    if empty.any():
+        cells = adata.obs_names[empty]
+        shown = ", ".join(map(str, cells[:5])) + (f" ... ({len(cells)} in all)" if len(cells) > 5 else "")
+        raise RemadomSetupError(
+            f"{where} (feature_masks[{name!r}]) masks every feature of modality {name!r} in cell(s) {shown}, "
+            f"which are set up as having {name!r}. A cell that measured none of its features does not have "
+            f"the modality: {fix}."
+        )
 
 
 def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table_rows: np.ndarray | None) -> None:
@@ -104,3 +165,65 @@ def registered_cell_masks(adata_manager) -> dict[str, str]:
     except KeyError:  # set up before feature masks existed
         return {}
     return dict(state.get("cell_masks", {}) or {})
+
+
+def reference_cell_mask_keys(reference) -> dict[str, str]:
+    """``{modality: key}`` of a trained model's per-cell masks, as the user named them.
+
+    For a model set up with ``setup_anndata`` the ``obsm`` key; with ``setup_mudata`` the key in
+    the modality's ``mdata.mod[...].obsm`` (the padded view's ``"<mod>:<key>"`` stripped).
+    """
+    registered = registered_cell_masks(reference.adata_manager)
+    setup = getattr(reference, "mudata_setup_", None)
+    if not setup:
+        return registered
+    given = split_feature_masks(setup.get("feature_masks"))[1]
+    return {name: given[name] for name in registered if name in given}
+
+
+def align_query_cell_mask(holder, key: str, modality: str, names, reference_features, owner: str = "adata"):
+    """A query's per-cell mask ``holder.obsm[key]`` with the columns of the reference's features.
+
+    Columns are matched by name like the counts (:func:`~remadom.model._query_align.align_features`):
+    reordered, the query's extra features dropped, and features the query lacks ``False`` (not
+    measured). Sparse stays sparse. The reference registered the mask, so a query without it is an
+    error (a mask is never assumed).
+    """
+    from ._query_align import align_features
+
+    if key not in holder.obsm:
+        raise RemadomSetupError(
+            f"The reference was set up with a per-cell feature mask for {modality!r} (feature_masks="
+            f"{{{modality!r}: {key!r}}}), but the query has no {owner}.obsm[{key!r}]. Add it: a boolean "
+            f"(n_cells x n_features) matrix over the query's {modality!r} features, True = measured "
+            "(all True if every query cell measured every feature it has)."
+        )
+    matrix = _bool_matrix(holder, key, modality, np.asarray(names), owner=owner)
+    matrix = sp.csr_matrix(matrix, dtype=np.float32) if sp.issparse(matrix) else np.asarray(matrix, np.float32)
+    with warnings.catch_warnings():  # the overlap warning is given once, for the counts
+        warnings.simplefilter("ignore", UserWarning)
+        aligned, _ = align_features(matrix, names, reference_features, modality)
+    return aligned.astype(bool) if sp.issparse(aligned) else np.asarray(aligned) != 0
+
+
+def check_cell_mask_keys(cells: dict[str, str], adata) -> None:
+    """New data for a model with per-cell masks (``{modality: obsm key}``) must hold each key."""
+    for name, key in cells.items():
+        if key not in adata.obsm:
+            raise RemadomSetupError(
+                f"The model was set up with the per-cell feature mask obsm[{key!r}] for modality {name!r}, "
+                "which this data lacks. Add it (a boolean cells x features matrix, True = measured; for a "
+                "MuData, in the modality's mdata.mod[...].obsm) rather than let every entry count as measured."
+            )
+
+
+def reorder_cell_mask(cells: dict[str, str], adata, name: str, order: np.ndarray):
+    """``adata`` with modality ``name``'s per-cell mask columns in model order (when its features were permuted)."""
+    from ._checks import _shallow
+
+    if name not in cells:
+        return adata
+    obsm = dict(adata.obsm)
+    matrix = obsm[cells[name]]
+    obsm[cells[name]] = matrix.iloc[:, order] if isinstance(matrix, pd.DataFrame) else matrix[:, order]
+    return _shallow(adata, obsm=obsm)

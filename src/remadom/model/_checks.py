@@ -341,9 +341,12 @@ def conform_new_data(model, adata):
     Returns ``adata`` itself, or a new AnnData sharing its other matrices when a modality holds
     the model's features in another order or in a format the loader cannot read.
     """
+    from ._cell_feature_masks import check_cell_mask_keys, registered_cell_masks, reorder_cell_mask
     from ._fields import feature_names
 
     check_data_shape(adata)
+    cell_masks = registered_cell_masks(model.adata_manager)  # #11: per-cell feature masks
+    check_cell_mask_keys(cell_masks, adata)
     for registered in model.specs:
         spec = source_spec(registered)  # the user's matrix, not the converted copy in the training data
         if spec.mask_key is not None and spec.mask_key not in adata.obs:
@@ -358,7 +361,7 @@ def conform_new_data(model, adata):
             if len(found) == len(saved) and len(set(found)) == len(found) and set(found) == set(saved):
                 order = pd.Index(found).get_indexer(saved)
                 logger.info("modality %r: reordering the data's features to the model's order", spec.name)
-                adata = _reorder(adata, spec, order, saved)
+                adata = reorder_cell_mask(cell_masks, _reorder(adata, spec, order, saved), spec.name, order)
             else:
                 missing = [f for f in saved if f not in set(found)][:3]
                 raise RemadomSetupError(
@@ -377,7 +380,14 @@ def conform_new_data(model, adata):
 
 def check_registered_masks(registry: dict, adata) -> None:
     """``load``: the mask columns the model registered must be in the data's obs."""
+    from .._constants import REMADOM_REGISTRY_KEYS
+    from ._cell_feature_masks import check_cell_mask_keys
+
+    cells = {}
     for name, field in (registry.get("field_registries") or {}).items():
+        if name.startswith(REMADOM_REGISTRY_KEYS.CELL_FEATURE_MASK_PREFIX):
+            cells[name[len(REMADOM_REGISTRY_KEYS.CELL_FEATURE_MASK_PREFIX):]] = (
+                field.get("data_registry") or {}).get("attr_key")
         if not name.startswith("mask_"):
             continue
         col = (field.get("data_registry") or {}).get("attr_key")
@@ -387,6 +397,7 @@ def check_registered_masks(registry: dict, adata) -> None:
                 "data lacks. Add it (True where the modality was measured); without it every cell would count "
                 "as measured."
             )
+    check_cell_mask_keys({k: v for k, v in cells.items() if v}, adata)
 
 
 def check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
@@ -429,12 +440,13 @@ def check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_ke
 
 
 def mudata_fingerprint(mdata) -> tuple:
-    """What a cached padded view of ``mdata`` depends on: cells, features and matrix objects of each modality.
+    """What a cached padded view of ``mdata`` depends on: cells, features and matrix / obsm objects of each modality.
 
     In-place edits of matrix *values* are not detected (that would need a pass over the data).
     """
     mods = tuple(
         (key, mod.shape, id(mod.X), tuple(sorted((k, id(v)) for k, v in mod.layers.items())),
+         tuple(sorted((k, id(v)) for k, v in mod.obsm.items())),  # per-cell feature masks (#11)
          hash(tuple(mod.obs_names)), hash(tuple(mod.var_names)))
         for key, mod in mdata.mod.items()
     )

@@ -7,6 +7,7 @@ import weakref
 from anndata import AnnData
 
 from ..modalities import MODALITY_NAME_ALIASES, kind_for_name
+from ._cell_feature_masks import pad_mudata_cell_masks, split_feature_masks
 from ._mudata import mudata_to_mosaic_anndata
 from ._validation import RemadomSetupError
 
@@ -78,8 +79,12 @@ class MuDataSetupMixin:
         feature_masks
             ``{modality: DataFrame(batch x feature, bool)}``: the features each batch measured.
             Default: ``mdata.mod[key].varm["remadom_measured"]`` (features x batches), as
-            written by :func:`remadom.data.concat_mosaic`. Per-cell masks (a string naming an
-            ``obsm`` matrix) are supported by :meth:`setup_anndata` only.
+            written by :func:`remadom.data.concat_mosaic`. A string value states a *per-cell*
+            mask: ``{"adt": "adt_measured"}`` names ``mdata.mod[<adt's mod key>].obsm["adt_measured"]``,
+            a boolean ``(n_cells of that modality, n_features)`` matrix (dense, scipy sparse or a
+            DataFrame with the features as columns), ``True`` = measured; a cell absent from the
+            modality measured none of its features. It is ANDed with a per-batch mask of the same
+            modality and, like the modality, read again from the MuData by ``load`` and new data.
         batch_key, labels_key, categorical_covariate_keys, continuous_covariate_keys
             Columns of ``mdata.obs``.
         drop_cells_without_modalities
@@ -90,12 +95,6 @@ class MuDataSetupMixin:
 
         check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
                           categorical_covariate_keys, continuous_covariate_keys)
-        per_cell = sorted(m for m, v in (feature_masks or {}).items() if isinstance(v, str))
-        if per_cell:
-            raise RemadomSetupError(
-                f"feature_masks gives per-cell masks (obsm keys) for {per_cell}, which setup_mudata does not "
-                "support yet: pass per-batch DataFrames here, or set up an AnnData with setup_anndata."
-            )
         if getattr(mdata, "isbacked", False) or any(getattr(a, "isbacked", False) for a in mdata.mod.values()):
             raise RemadomSetupError(  # issue #14: no out-of-core MuData path
                 "mdata is backed (mudata.read_h5mu(..., backed=True)); setup_mudata builds an in-memory "
@@ -106,7 +105,7 @@ class MuDataSetupMixin:
             )
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
-            view, **setup_kwargs, feature_masks=feature_masks, batch_key=batch_key, labels_key=labels_key,
+            view, **setup_kwargs, batch_key=batch_key, labels_key=labels_key,
             categorical_covariate_keys=categorical_covariate_keys,
             continuous_covariate_keys=continuous_covariate_keys,
         )
@@ -168,6 +167,9 @@ class MuDataSetupMixin:
         view, setup_kwargs = mudata_to_mosaic_anndata(
             mdata, modalities, obs_keys, mudata_setup.get("drop_cells_without_modalities", False),
         )
+        tables, cells = split_feature_masks(mudata_setup.get("feature_masks"))
+        view_keys = pad_mudata_cell_masks(mdata, modalities, cells, view)  # per-cell masks: mod obsm -> view
+        setup_kwargs["feature_masks"] = {**tables, **cells, **view_keys} or None
         view.uns[MUDATA_SETUP_UNS_KEY] = {**mudata_setup, "modalities": modalities}
         return view, setup_kwargs
 

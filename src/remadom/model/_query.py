@@ -33,7 +33,7 @@ from torch import nn
 
 from ._mudata_setup import is_mudata
 from ._query_align import QUERY_UNS_KEY, prepare_anndata, prepare_mudata
-from ._query_masks import install_query_feature_masks
+from ._query_masks import check_query_cells_measure_something, install_query_feature_masks
 from ._validation import RemadomSetupError
 
 logger = logging.getLogger(__name__)
@@ -403,6 +403,7 @@ class QueryMixin(ArchesMixin):
             },
         }
         model._apply_query_state()
+        check_query_cells_measure_something(model)  # #11: no query cell with a modality but no measured feature
         # with nothing to train (no new batch, frozen encoders) the reference embedding is final
         model.is_trained_ = model._reference_freeze.n_trainable == 0
         return model

@@ -24,6 +24,7 @@ from scvi import REGISTRY_KEYS
 
 from .._constants import mask_column
 from ..modalities import ModalitySpec
+from ._cell_feature_masks import align_query_cell_mask, reference_cell_mask_keys
 from ._fields import feature_names, registered_feature_names, registered_specs
 from ._validation import RemadomSetupError, get_modality_matrix, mask_from_obs
 
@@ -177,6 +178,7 @@ def prepare_anndata(
         )
     obs = adata.obs.copy()
     X, layers, obsm, uns = None, {}, {}, {}
+    cell_masks = reference_cell_mask_keys(reference)  # per-cell feature masks (#11), aligned like the counts
     report = {"modalities": {}}
     for name, r in ref.items():
         spec = r.spec
@@ -195,6 +197,10 @@ def prepare_anndata(
             aligned = sp.csr_matrix((adata.n_obs, len(r.features)), dtype=np.float32)
             entry, present = None, np.zeros(adata.n_obs, dtype=bool)
         report["modalities"][name] = entry
+        if name in cell_masks:
+            key = cell_masks[name]
+            obsm[key] = (align_query_cell_mask(adata, key, name, feature_names(adata, spec), r.features)
+                         if name in carried else np.zeros((adata.n_obs, len(r.features)), dtype=bool))
         # A reference modality registered without a mask (every reference cell had it) gets one in
         # the default column: the query's setup (the reference's setup replayed) registers it, so
         # the query may lack the modality in some or all cells. The reference is not changed.
@@ -234,6 +240,7 @@ def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
     name_of = {entry["mod"]: name for name, entry in entries.items()}
     kept_mods = _check_modality_names(list(mdata.mod.keys()), name_of, ignore_unknown_modalities, "mdata.mod")
     mods, report = {}, {"modalities": {}}
+    cell_masks = reference_cell_mask_keys(reference)  # per-cell feature masks (#11), aligned like the counts
     for name, r in ref.items():
         mod, layer = entries[name]["mod"], entries[name].get("layer")
         if mod in kept_mods:
@@ -248,6 +255,10 @@ def prepare_mudata(mdata, reference, ignore_unknown_modalities: bool = False):
         new = AnnData(X=aligned, obs=pd.DataFrame(index=obs_index), var=pd.DataFrame(index=r.features))
         if layer is not None:
             new.layers[layer] = aligned
+        if name in cell_masks:
+            key = cell_masks[name]
+            new.obsm[key] = (align_query_cell_mask(sub, key, name, sub.var_names, r.features, f"mdata.mod[{mod!r}]")
+                             if mod in kept_mods else np.zeros((0, len(r.features)), dtype=bool))
         mods[mod] = new
     out = md.MuData(mods)
     carried_cells = out.obs_names

@@ -112,3 +112,50 @@ def install_query_feature_masks(model) -> None:
     device = next(model.module.parameters()).device
     model.module.feature_masks = FeatureMaskBank(tables).to(device)
 
+
+
+def check_query_cells_measure_something(model) -> None:
+    """A mapped query cell that has a modality must have at least one of its features measured.
+
+    What a query cell measured is its batch's row of the query feature masks (the reference's
+    table, with the features alignment filled marked unmeasured) AND its per-cell mask, if the
+    reference registered one. A cell left with none (e.g. its per-cell mask covers only features
+    the query lacks, or a merged batch's table masks the rest) would add nothing to the loss while
+    counting as having the modality.
+
+    Raises
+    ------
+    RemadomSetupError
+        Naming the modality, the cells and the fix.
+    """
+    import scipy.sparse as sp
+
+    from ._cell_feature_masks import registered_cell_masks
+    from ._validation import read_mask
+
+    adata, manager = model.adata, model.adata_manager
+    categories = [str(c) for c in manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping]
+    tables = query_feature_mask_tables(model, model.query_) if getattr(model, "query_", None) else {}
+    tables = tables or feature_mask_tables(manager, categories)
+    cells = registered_cell_masks(manager)
+    codes = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel().astype(int)
+    for spec in model.specs:
+        if spec.name not in tables and spec.name not in cells:
+            continue
+        measured = np.asarray(tables[spec.name], dtype=bool)[codes] if spec.name in tables else None
+        if spec.name in cells:
+            cell = adata.obsm[cells[spec.name]]
+            cell = cell.to_numpy() if hasattr(cell, "to_numpy") else cell
+            cell = cell.toarray() if sp.issparse(cell) else np.asarray(cell, dtype=bool)
+            measured = cell if measured is None else measured & cell
+        empty = read_mask(adata, spec) & ~measured.any(1)
+        if empty.any():
+            names = adata.obs_names[empty]
+            shown = ", ".join(map(str, names[:5])) + (f" ... ({len(names)} in all)" if len(names) > 5 else "")
+            where = f" and its per-cell mask obsm[{cells[spec.name]!r}]" if spec.name in cells else ""
+            raise RemadomSetupError(
+                f"Query cell(s) {shown} have modality {spec.name!r} but none of its features is measured: the "
+                f"query batch's feature mask (features the query lacks are unmeasured){where} leave nothing. "
+                f"Mark {spec.name!r} missing for those cells (obs['has_{spec.name}'] = False, or leave them out "
+                "of the MuData modality), or give the query the features they measured."
+            )
