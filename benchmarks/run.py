@@ -168,6 +168,8 @@ def run_one(
     groups = availability_groups({m: v[eval_idx] for m, v in scn.masks.items()})
     if len(set(groups)) > 1:
         res["modality_mixing"] = modality_mixing(out.latent, groups, labels)
+    if out.eval_idx is None:  # the cells a peer that needs modality m embeds (TOTALVI: RNA)
+        res["latent_subsets"] = subset_metrics(out.latent, labels, batch, groups, scn.masks)
     res["label_transfer"] = label_transfer_report(out.latent, labels, batch, groups, scn.reference_batches)
     ms = scn.modalities
     if all(m in out.latent_single for m in ms):
@@ -186,6 +188,22 @@ def run_one(
             res["imputation"][m]["interval_90"] = interval_coverage(lower, upper, truth)
     res["metrics_time_s"] = time.perf_counter() - t0
     return res
+
+
+def subset_metrics(latent, labels, batch, groups, masks) -> dict:
+    """scIB and modality-mixing metrics on the cells that have modality ``m``, for every ``m``
+    some cells lack: REMADOM scored on the same cells as TOTALVI (which embeds only RNA cells)."""
+    from remadom.eval import integration_metrics, modality_mixing
+
+    out = {}
+    for m, has in masks.items():
+        if has.all() or has.sum() < 30:
+            continue
+        lat = integration_metrics(latent[has], labels[has], batch[has])
+        out[f"with_{m}"] = {"n_cells": int(has.sum()), **lat}
+        if len(set(groups[has])) > 1:
+            out[f"with_{m}"]["modality_mixing"] = modality_mixing(latent[has], groups[has], labels[has])
+    return out
 
 
 def label_transfer_report(latent, labels, batch, groups, reference_batches) -> dict:
