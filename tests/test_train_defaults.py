@@ -82,3 +82,27 @@ def test_old_behaviour_on_request_and_without_validation_cells():
 def test_stopping_switches_must_be_booleans(name):
     with pytest.raises(TypeError, match=f"{name}='yes'; pass True, False or None"):
         _model().train(max_epochs=1, **{name: "yes"})
+
+
+def test_early_stopping_ends_with_the_best_validation_weights():
+    """The module ends with the weights of its best validation-ELBO epoch, not the last one's."""
+    import torch
+
+    class Snapshots(Callback):
+        def __init__(self):
+            self.states, self.elbo = [], []
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            self.elbo.append(float(trainer.callback_metrics["elbo_validation"]))
+            self.states.append({k: t.detach().clone() for k, t in pl_module.module.state_dict().items()})
+
+    snaps = Snapshots()
+    model = _model()
+    model.train(max_epochs=25, batch_size=32, kl_warmup_epochs=2, lr=3e-2, callbacks=[snaps],
+                enable_progress_bar=False)
+    eligible = range(2, len(snaps.elbo))  # after the warm-up
+    best = min(eligible, key=snaps.elbo.__getitem__)
+    final = model.module.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in snaps.states[best].items())
+    if best != len(snaps.elbo) - 1:  # the last epoch's weights differ, so the check can fail
+        assert not all(torch.equal(final[k], v) for k, v in snaps.states[-1].items())

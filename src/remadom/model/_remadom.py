@@ -419,7 +419,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             Align ``"batch"``es or modality-``"availability"`` groups (see
             :class:`~remadom.train.RemadomTrainingPlan`).
         early_stopping
-            Stop when the validation ELBO has not improved for 45 epochs after the KL warm-up.
+            Stop when the validation ELBO has not improved for 45 epochs after the KL warm-up,
+            and end with the weights of the best validation epoch (kept in memory).
             Default: on whenever there are validation cells. ``early_stopping_patience`` and the
             other scvi-tools ``Trainer`` arguments go in ``**trainer_kwargs``.
         reduce_lr_on_plateau
