@@ -60,10 +60,9 @@ def stopping_defaults(has_validation: bool, early_stopping: bool | None, reduce_
 
 
 class RestoreBestState(Callback):
-    """Keep the module's weights at its best ``monitor`` epoch (after ``warmup_epochs``) and load
-    them when training ends.
+    """Keep the module's weights at its best ``monitor`` epoch and load them when training ends.
 
-    Early stopping ends ``patience`` epochs after the best validation ELBO; on small data those
+    Only epochs after ``warmup_epochs`` count. Early stopping ends ``patience`` epochs after the best validation ELBO; on small data those
     epochs over-fit (``benchmarks/README.md``, "Defaults against defaults": bio conservation of
     ``pbmc_cite_native`` fell from 0.831 at its best-ELBO epoch to 0.758 when training stopped).
     The copy lives in memory; nothing is written to disk.
