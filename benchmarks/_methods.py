@@ -2,7 +2,8 @@
 
 ``fit_<method>(scn, cfg) -> MethodOutput``. Every method gets the same data, seed, number of
 epochs and batch size; everything else is the method's default. Early stopping is off so that all
-methods train for exactly ``cfg.epochs`` epochs.
+methods train for exactly ``cfg.epochs`` epochs, except under ``run.py --epochs default``
+(``cfg.own_defaults``), where every method also keeps its own early stopping.
 """
 
 from __future__ import annotations
@@ -42,8 +43,15 @@ def fit_remadom(
     if adjust_model is not None:
         adjust_model(model)
     train_time = train_timed(model, cfg, **(train_kwargs or {}))
-    out = MethodOutput(latent=model.get_latent_representation(), train_time_s=train_time)
+    out = remadom_outputs(model, scn)
+    out.train_time_s = train_time
     out.epochs_run = _epochs_run(model, cfg.epochs)
+    return out
+
+
+def remadom_outputs(model, scn: Scenario) -> MethodOutput:
+    """Latents and imputations of a trained (or training: ``benchmarks/convergence.py``) REMADOM."""
+    out = MethodOutput(latent=model.get_latent_representation())
     paired = scn.paired_idx
     if paired.size > 1:
         for m in scn.modalities:

@@ -114,3 +114,20 @@ def test_targets_table_compares_with_the_best_peer(bench):
     assert "✅ 0.800 vs 0.700 (midas)" in rows["ATAC AUROC ≥ best peer"]
     assert "✅ atac AUROC 0.800 vs 0.700" in table
     assert "**4.00×** MULTIVI (✅" in table and "**1.00×** (❌" in table
+
+
+def test_subset_metrics_score_the_cells_with_each_modality(bench):
+    """REMADOM on the cells a peer embeds: one entry per modality some cells lack, on exactly those cells."""
+    rng = np.random.default_rng(0)
+    n = 90
+    labels = np.tile(["a", "b", "c"], n // 3)  # every type in every availability group
+    latent = rng.normal(size=(n, 4)) + (labels[:, None] == "a") * 3.0
+    batch = np.tile(["s1", "s2"], n // 2)
+    masks = {"rna": np.arange(n) < 60, "adt": np.arange(n) >= 30}  # 30 RNA-only, 30 paired, 30 ADT-only
+    groups = np.where(masks["rna"] & masks["adt"], "rna+adt", np.where(masks["rna"], "rna", "adt"))
+    out = bench.subset_metrics(latent, labels, batch, groups, masks)
+    assert set(out) == {"with_rna", "with_adt"}
+    assert out["with_rna"]["n_cells"] == 60 and 0 <= out["with_rna"]["total"] <= 1
+    assert "modality_mixing" in out["with_rna"]
+    masks["adt"] = np.ones(n, bool)  # measured everywhere: no subset for it
+    assert set(bench.subset_metrics(latent, labels, batch, groups, masks)) == {"with_rna"}

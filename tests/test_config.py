@@ -28,7 +28,7 @@ optim: {max_epochs: 20, batch_size: 128}
 
 def test_defaults_live_in_the_models():
     cfg = RunConfig()
-    assert cfg.model.n_latent == 20 and cfg.optim.lr == 1e-3 and cfg.trainer.precision == "32"
+    assert cfg.model.n_latent == 20 and cfg.optim.lr == 4e-3 and cfg.trainer.precision == "32"
     assert cfg.data.path is None and cfg.data.mock.problem == "mosaic"
     assert cfg.run_name == "remadom"
 
