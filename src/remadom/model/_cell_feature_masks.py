@@ -115,9 +115,14 @@ def pad_mudata_cell_masks(mdata, modalities: dict[str, dict], cells: dict[str, s
 def _refuse_empty_cells(adata, name: str, matrix, where: str, fix: str) -> None:
     """Error for cells set up as having modality ``name`` whose mask row has no measured feature."""
     counts = np.asarray(matrix.sum(1)).ravel()
-    empty = np.asarray(adata.obs[mask_column(name)], dtype=bool) & (counts == 0)
+    _raise_for_empty(adata.obs_names, np.asarray(adata.obs[mask_column(name)], dtype=bool) & (counts == 0),
+                     name, where, fix)
+
+
+def _raise_for_empty(obs_names, empty: np.ndarray, name: str, where: str, fix: str) -> None:
+    """The one error for observed cells of modality ``name`` (``empty``) with no measured feature."""
     if empty.any():
-        cells = adata.obs_names[empty]
+        cells = obs_names[empty]
         shown = ", ".join(map(str, cells[:5])) + (f" ... ({len(cells)} in all)" if len(cells) > 5 else "")
         raise RemadomSetupError(
             f"{where} (feature_masks[{name!r}]) masks every feature of modality {name!r} in cell(s) {shown}, "
@@ -140,15 +145,8 @@ def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table_r
         counts = np.asarray(matrix.multiply(table_rows).sum(1)).ravel()
     else:
         counts = (np.asarray(matrix) & table_rows).sum(1)
-    empty = observed & (counts == 0)
-    if empty.any():
-        names = adata.obs_names[empty]
-        shown = ", ".join(map(str, names[:5])) + (f" ... ({len(names)} in all)" if len(names) > 5 else "")
-        raise RemadomSetupError(
-            f"obsm[{key!r}] (feature_masks[{spec.name!r}]) masks every feature of modality {spec.name!r} in "
-            f"cell(s) {shown}, which are set up as having {spec.name!r}. A cell that measured none of its "
-            f"features does not have the modality: mark it missing (obs['has_{spec.name}'] = False)."
-        )
+    _raise_for_empty(adata.obs_names, observed & (counts == 0), spec.name, f"obsm[{key!r}]",
+                     f"mark it missing (obs['has_{spec.name}'] = False)")
 
 
 def cell_feature_mask_fields(cells: dict[str, str]) -> list:
