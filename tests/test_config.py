@@ -61,6 +61,9 @@ def test_committed_configs_validate(path):
         ({"data": {"modalities": {"h3": {"obsm": "X_h3", "layer": "c"}}}}, r"not both"),
         ({"data": {"modalities": {"rna": {}}, "rna_layer": "counts"}}, r"not both"),
         ({"name": "bad name/with slash"}, r"name"),
+        ({"model": {"fusion": "sum"}}, r"model\.fusion"),
+        ({"model": {"paired_anchor_weight": -1}}, r"model\.paired_anchor_weight"),
+        ({"model": {"paired_anchor_weight": "on"}}, r"model\.paired_anchor_weight"),
     ],
 )
 def test_validation_errors(raw, match):
@@ -170,3 +173,18 @@ def test_model_optim_schedule_sections_are_the_api_signatures():
     # early_stopping_patience is a Lightning/scvi Trainer argument (train's **trainer_kwargs)
     assert set(OptimConfig.model_fields) - {"early_stopping_patience"} <= train
     assert set(ScheduleConfig.model_fields) <= train
+
+
+def test_confounded_alignment_switches_are_in_the_config():
+    """``model.fusion`` / ``model.paired_anchor_weight`` reach REMADOM; the choices are the fusions it has."""
+    import typing
+
+    from remadom.config._models import ModelConfig
+    from remadom.nn._alignment_anchor import FUSIONS
+
+    cfg = RunConfig()
+    assert cfg.model.fusion == "auto" and cfg.model.paired_anchor_weight == "auto"
+    off = validate_config({"model": {"fusion": "poe", "paired_anchor_weight": 0}})
+    assert off.model.fusion == "poe" and off.model.paired_anchor_weight == 0.0
+    choices = set(typing.get_args(ModelConfig.model_fields["fusion"].annotation))
+    assert choices == {"auto", *FUSIONS}

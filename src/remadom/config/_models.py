@@ -208,6 +208,16 @@ class ModelConfig(_Section):
         description="Batch as an input of the decoders' hidden layer (nonlinear) or as per-feature "
         "offsets of the likelihood layer (additive).",
     )
+    paired_anchor_weight: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
+        _default(REMADOM.__init__, "paired_anchor_weight"),
+        description="Weight of the paired-anchor term for studies confounded with their modality set; "
+        "'auto' turns it on only when a batch is confounded, 0 turns it off.",
+    )
+    fusion: Literal["auto", "poe", "unshrunk"] = Field(  # the keys of remadom.nn._alignment_anchor.FUSIONS
+        _default(REMADOM.__init__, "fusion"),
+        description="How experts are fused: 'poe' (with the prior expert), 'unshrunk' (no prior pull on "
+        "one-expert cells), or 'auto' ('unshrunk' only when a batch is confounded).",
+    )
 
 
 class OptimConfig(_Section):
