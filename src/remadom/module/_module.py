@@ -13,7 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import cell_feature_mask_key, mask_key, modality_key
 from ..modalities import ModalitySpec
-from ..nn._alignment_anchor import FUSIONS, paired_anchor_loss
+from ..nn._alignment_anchor import FUSIONS, paired_anchor_loss, single_to_joint_sum
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._alignment_ot import availability_ot_loss
 from ..nn._sampled_bernoulli import configure_negative_sampling
@@ -21,7 +21,7 @@ from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
 from ..nn.masked import FeatureMaskBank, cell_entry_masks
 from ..nn.networks import ConditionalDecoder, GaussianExpertEncoder, to_dense
-from ..nn.poe import kl_between_gaussians, kl_to_standard_normal, product_of_experts
+from ..nn.poe import kl_between_gaussians, kl_to_standard_normal
 from ._constants import MODULE_KEYS as K
 
 
@@ -379,17 +379,11 @@ class RemadomModule(BaseModuleClass):
     # -------------------------------------------------------------------- loss
     def consistency(self, inference_outputs: dict) -> torch.Tensor:
         """Per-cell ``sum_m KL(sg(q_joint) || q_m)`` over cells with two or more modalities."""
-        observed = inference_outputs[K.OBSERVED_KEY]
-        means, logvars = inference_outputs[K.EXPERT_MEANS_KEY], inference_outputs[K.EXPERT_LOGVARS_KEY]
-        joint_m, joint_lv = product_of_experts(means, logvars, observed)
-        multi = (observed.sum(0) >= 2).float()
-        total = joint_m.new_zeros(joint_m.shape[0])
-        for i in range(len(self.modality_names)):
-            single = observed[i : i + 1]
-            uni_m, uni_lv = product_of_experts(means[i : i + 1], logvars[i : i + 1], single)
-            kl = kl_between_gaussians(joint_m.detach(), joint_lv.detach(), uni_m, uni_lv)
-            total = total + kl * single[0]
-        return total * multi
+        return single_to_joint_sum(
+            inference_outputs[K.EXPERT_MEANS_KEY], inference_outputs[K.EXPERT_LOGVARS_KEY],
+            inference_outputs[K.OBSERVED_KEY],
+            lambda uni_m, uni_lv, joint_m, joint_lv: kl_between_gaussians(joint_m, joint_lv, uni_m, uni_lv),
+        )
 
     @staticmethod
     def alignment_groups(tensors: dict, observed: torch.Tensor, alignment_on: str) -> torch.Tensor | None:

@@ -103,8 +103,26 @@ def paired_anchor_loss(
     """
     if kind not in ANCHOR_KINDS:
         raise ValueError(f"kind={kind!r}; use one of {ANCHOR_KINDS}.")
+    if kind == "mean":
+        def distance(uni_m, uni_lv, joint_m, joint_lv):
+            return (uni_m - joint_m).pow(2).sum(-1)
+    else:
+        def distance(uni_m, uni_lv, joint_m, joint_lv):
+            return kl_between_gaussians(uni_m, uni_lv, joint_m, joint_lv)
+    return single_to_joint_sum(means, logvars, observed, distance, fuse=FUSIONS[fusion],
+                               stop_gradient=stop_gradient)
+
+
+def single_to_joint_sum(means, logvars, observed, distance, *, fuse=product_of_experts,
+                        stop_gradient: bool = True) -> torch.Tensor:
+    """Per-cell ``sum_m distance(q_m, q_joint)`` over the observed modalities of cells with two or more.
+
+    ``q_m`` is expert ``m`` fused alone, ``q_joint`` all observed experts fused, both with ``fuse``;
+    ``distance(uni_mean, uni_logvar, joint_mean, joint_logvar)`` returns one value per cell. The
+    one loop behind the paired anchor and the module's consistency term. Cells with fewer than two
+    modalities get 0.
+    """
     observed = observed.to(means.dtype)
-    fuse = FUSIONS[fusion]
     joint_m, joint_lv = fuse(means, logvars, observed)
     if stop_gradient:
         joint_m, joint_lv = joint_m.detach(), joint_lv.detach()
@@ -113,9 +131,5 @@ def paired_anchor_loss(
     for i in range(means.shape[0]):
         single = observed[i : i + 1]
         uni_m, uni_lv = fuse(means[i : i + 1], logvars[i : i + 1], single)
-        if kind == "mean":
-            term = (uni_m - joint_m).pow(2).sum(-1)
-        else:
-            term = kl_between_gaussians(uni_m, uni_lv, joint_m, joint_lv)
-        total = total + term * single[0]
+        total = total + distance(uni_m, uni_lv, joint_m, joint_lv) * single[0]
     return total * multi
