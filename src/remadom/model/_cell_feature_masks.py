@@ -131,21 +131,18 @@ def _raise_for_empty(obs_names, empty: np.ndarray, name: str, where: str, fix: s
         )
 
 
-def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table_rows: np.ndarray | None) -> None:
+def check_cell_feature_mask(adata, spec, key: str, features: np.ndarray, table: np.ndarray | None,
+                            codes: np.ndarray | None) -> None:
     """Validate modality ``spec``'s per-cell mask ``adata.obsm[key]``.
 
-    ``table_rows`` is the ``(n_cells, n_features)`` per-batch mask of each cell, or ``None``; the
-    check that no observed cell has every feature masked applies to the two together.
+    ``table`` is the modality's ``(n_batches, n_features)`` per-batch mask and ``codes`` each
+    cell's batch code, or both ``None``; the check that no observed cell has every feature masked
+    applies to the two together (:func:`any_measured_feature`).
     """
     matrix = _bool_matrix(adata, key, spec.name, features)
     observed = read_mask(adata, spec)
-    if table_rows is None:
-        counts = np.asarray(matrix.sum(1)).ravel()
-    elif sp.issparse(matrix):
-        counts = np.asarray(matrix.multiply(table_rows).sum(1)).ravel()
-    else:
-        counts = (np.asarray(matrix) & table_rows).sum(1)
-    _raise_for_empty(adata.obs_names, observed & (counts == 0), spec.name, f"obsm[{key!r}]",
+    measured = any_measured_feature(table, matrix, codes)
+    _raise_for_empty(adata.obs_names, observed & ~measured, spec.name, f"obsm[{key!r}]",
                      f"mark it missing (obs['has_{spec.name}'] = False)")
 
 
@@ -225,3 +222,25 @@ def reorder_cell_mask(cells: dict[str, str], adata, name: str, order: np.ndarray
     matrix = obsm[cells[name]]
     obsm[cells[name]] = matrix.iloc[:, order] if isinstance(matrix, pd.DataFrame) else matrix[:, order]
     return _shallow(adata, obsm=obsm)
+
+
+def any_measured_feature(table, cell, codes: np.ndarray) -> np.ndarray:
+    """Whether each cell's batch ``table`` row AND its per-cell mask ``cell`` leave a measured feature.
+
+    ``table`` is a batch x feature mask or ``None``, ``cell`` a cells x features mask (dense,
+    sparse or a DataFrame) or ``None``, not both ``None``. Counted batch by batch, so a sparse
+    per-cell mask is never densified (an ATAC modality can have 100k+ peaks).
+    """
+    if cell is not None:
+        cell = cell.to_numpy() if hasattr(cell, "to_numpy") else cell
+        cell = sp.csr_matrix(cell, dtype=bool) if sp.issparse(cell) else np.asarray(cell, dtype=bool)
+    if table is None:
+        return np.asarray(cell.sum(1)).ravel() > 0
+    table = np.asarray(table, dtype=bool)
+    if cell is None:
+        return table.any(1)[codes]
+    counts = np.zeros(len(codes), dtype=np.int64)
+    for b in np.unique(codes):
+        rows = np.flatnonzero(codes == b)
+        counts[rows] = np.asarray(cell[rows] @ table[b].astype(np.int64)).ravel()
+    return counts > 0

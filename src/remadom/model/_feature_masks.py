@@ -195,8 +195,9 @@ class FeatureMaskField(BaseAnnDataField):
         for spec in self._specs:
             if spec.name in self._cells:
                 table = masks.get(spec.name)
-                rows = None if table is None else np.asarray(table["measured"])[codes]
-                check_cell_feature_mask(adata, spec, self._cells[spec.name], self._feature_names[spec.name], rows)
+                measured = None if table is None else np.asarray(table["measured"])
+                check_cell_feature_mask(adata, spec, self._cells[spec.name], self._feature_names[spec.name],
+                                        measured, None if table is None else codes)
 
     def _batch_masks(self, adata, stated: dict) -> dict:
         if self._batch_key is None:

@@ -128,7 +128,7 @@ def check_query_cells_measure_something(model) -> None:
     RemadomSetupError
         Naming the modality, the cells and the fix.
     """
-    from ._cell_feature_masks import registered_cell_masks
+    from ._cell_feature_masks import any_measured_feature, registered_cell_masks
     from ._validation import read_mask
 
     adata, manager = model.adata, model.adata_manager
@@ -141,7 +141,7 @@ def check_query_cells_measure_something(model) -> None:
         if spec.name not in tables and spec.name not in cells:
             continue
         cell = adata.obsm[cells[spec.name]] if spec.name in cells else None
-        empty = read_mask(adata, spec) & ~_any_measured(tables.get(spec.name), cell, codes)
+        empty = read_mask(adata, spec) & ~any_measured_feature(tables.get(spec.name), cell, codes)
         if empty.any():
             names = adata.obs_names[empty]
             shown = ", ".join(map(str, names[:5])) + (f" ... ({len(names)} in all)" if len(names) > 5 else "")
@@ -153,26 +153,3 @@ def check_query_cells_measure_something(model) -> None:
                 "of the MuData modality), or give the query the features they measured."
             )
 
-
-def _any_measured(table, cell, codes: np.ndarray) -> np.ndarray:
-    """Whether each cell's batch ``table`` row AND its per-cell mask ``cell`` leave a measured feature.
-
-    ``table`` is a batch x feature mask or ``None``, ``cell`` a cells x features mask (dense,
-    sparse or a DataFrame) or ``None``, not both ``None``. Counted batch by batch, so a sparse
-    per-cell mask is never densified (an ATAC query can have 100k+ peaks).
-    """
-    import scipy.sparse as sp
-
-    if cell is not None:
-        cell = cell.to_numpy() if hasattr(cell, "to_numpy") else cell
-        cell = sp.csr_matrix(cell, dtype=bool) if sp.issparse(cell) else np.asarray(cell, dtype=bool)
-    if table is None:
-        return np.asarray(cell.sum(1)).ravel() > 0
-    table = np.asarray(table, dtype=bool)
-    if cell is None:
-        return table.any(1)[codes]
-    counts = np.zeros(len(codes), dtype=np.int64)
-    for b in np.unique(codes):
-        rows = np.flatnonzero(codes == b)
-        counts[rows] = np.asarray(cell[rows] @ table[b].astype(np.int64)).ravel()
-    return counts > 0
