@@ -145,6 +145,13 @@ def test_resume_reaches_the_same_weights(tmp_path):
     for k in sa:
         torch.testing.assert_close(sb[k]["exp_avg"], sa[k]["exp_avg"])
 
+    # early stopping is on by default with validation cells, and the saved model holds the best
+    # epoch's weights: the resumed run must pick the same epoch (RestoreBestState is checkpointed)
+    ma = torch.load(full / "model" / "model.pt", map_location="cpu", weights_only=False)["model_state_dict"]
+    mb = torch.load(resumed / "model" / "model.pt", map_location="cpu", weights_only=False)["model_state_dict"]
+    for key, value in ma.items():
+        torch.testing.assert_close(mb[key], value, msg=key)
+
     manifest = json.loads((resumed / "manifest.json").read_text())
     assert manifest["sessions"] == 2 and manifest["resumed_from"].endswith("last.ckpt")
     assert manifest["metrics"]["epochs_trained"] == 4

@@ -31,6 +31,9 @@ def test_defaults_live_in_the_models():
     assert cfg.model.n_latent == 20 and cfg.optim.lr == 4e-3 and cfg.trainer.precision == "32"
     assert cfg.data.path is None and cfg.data.mock.problem == "mosaic"
     assert cfg.run_name == "remadom"
+    # stopping follows REMADOM.train: null = its epoch heuristic, early stopping when there are validation cells
+    assert cfg.optim.max_epochs is None and cfg.optim.early_stopping is None
+    assert cfg.optim.early_stopping_patience is None
 
 
 def test_mock_example_shape_validates():

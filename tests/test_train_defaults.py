@@ -106,3 +106,41 @@ def test_early_stopping_ends_with_the_best_validation_weights():
     assert all(torch.equal(final[k], v) for k, v in snaps.states[best].items())
     if best != len(snaps.elbo) - 1:  # the last epoch's weights differ, so the check can fail
         assert not all(torch.equal(final[k], v) for k, v in snaps.states[-1].items())
+
+
+def test_best_state_survives_a_checkpoint():
+    """RestoreBestState's best weights are part of a Lightning checkpoint, so ``--resume`` ends on the same epoch."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from remadom.model._train_defaults import RestoreBestState
+
+    module = torch.nn.Linear(3, 2)
+    pl_module = SimpleNamespace(module=module)
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=5, callback_metrics={"elbo_validation": 1.0})
+    before = RestoreBestState(warmup_epochs=2)
+    before.on_validation_epoch_end(trainer, pl_module)
+    best = {k: v.clone() for k, v in module.state_dict().items()}
+
+    resumed = RestoreBestState(warmup_epochs=2)
+    resumed.load_state_dict(torch.load(_roundtrip(before.state_dict()), weights_only=True))
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    trainer.current_epoch, trainer.callback_metrics = 6, {"elbo_validation": 2.0}  # worse than before
+    resumed.on_validation_epoch_end(trainer, pl_module)
+    resumed.on_train_end(trainer, pl_module)
+    assert resumed.best == 1.0 and resumed.best_epoch == 6  # the epoch seen before the interruption
+    for key, value in best.items():
+        torch.testing.assert_close(module.state_dict()[key], value)
+
+
+def _roundtrip(obj):
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return buffer

@@ -42,7 +42,7 @@ def train_run(model, config: RunConfig, run_dir: Path, train_idx, val_idx, ckpt_
     cfg = config
     has_val = len(val_idx) > 0
     monitor = "elbo_validation" if has_val else "elbo_train"
-    if cfg.optim.early_stopping and not has_val:
+    if cfg.optim.early_stopping is True and not has_val:
         raise ConfigurationError("optim.early_stopping needs validation cells but data.val_split is 0.",
                                  "Set data.val_split > 0 (e.g. 0.1) or optim.early_stopping=false.")
     ckpt_cb = _training.make_checkpoint_callback(run_dir / "checkpoints", monitor)
@@ -71,8 +71,11 @@ def train_run(model, config: RunConfig, run_dir: Path, train_idx, val_idx, ckpt_
     if ckpt_path is not None:
         trainer_kwargs["ckpt_path"] = str(ckpt_path)
     # optim and schedule are model.train's own arguments (early_stopping_patience goes to the trainer)
+    optim = cfg.optim.model_dump()
+    if optim["early_stopping_patience"] is None:  # null: REMADOM.train's own patience
+        del optim["early_stopping_patience"]
     model.train(
-        **cfg.optim.model_dump(), **cfg.schedule.model_dump(), accelerator=cfg.trainer.accelerator,
+        **optim, **cfg.schedule.model_dump(), accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices, precision=cfg.trainer.precision, datasplitter_kwargs=splitter,
         **trainer_kwargs,
     )

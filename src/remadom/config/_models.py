@@ -226,9 +226,19 @@ class OptimConfig(_Section):
     lr: float = Field(_default(REMADOM.train, "lr"), gt=0.0)
     weight_decay: float = Field(_default(REMADOM.train, "weight_decay"), ge=0.0)
     batch_size: int = Field(_default(REMADOM.train, "batch_size"), gt=0)
-    max_epochs: int = Field(100, gt=0)
-    early_stopping: bool = False
-    early_stopping_patience: int = Field(10, gt=0)
+    max_epochs: int | None = Field(
+        _default(REMADOM.train, "max_epochs"), gt=0,
+        description="Passes through the data; null: REMADOM.train's default (scvi-tools' heuristic, "
+        "400 up to 20,000 cells; early stopping usually ends sooner).",
+    )
+    early_stopping: bool | None = Field(
+        _default(REMADOM.train, "early_stopping"),
+        description="Stop on the validation ELBO after the KL warm-up and keep the best epoch's weights; "
+        "null: on whenever there are validation cells (REMADOM.train's default).",
+    )
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Epochs without a better validation ELBO before stopping; null: REMADOM.train's default."
+    )
 
 
 class ScheduleConfig(_Section):

@@ -82,6 +82,14 @@ class RestoreBestState(Callback):
             self.best, self.best_epoch = value, trainer.current_epoch + 1
             self._state = {k: t.detach().clone() for k, t in pl_module.module.state_dict().items()}
 
+    def state_dict(self) -> dict:
+        """Saved in Lightning checkpoints, so a resumed run (CLI ``--resume``) ends on the same best epoch."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self._state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self._state = state_dict["state"]
+
     def on_train_end(self, trainer, pl_module):
         if self._state is not None:
             with torch.no_grad():
