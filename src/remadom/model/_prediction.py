@@ -16,6 +16,7 @@ from scvi import REGISTRY_KEYS
 
 from ..module import MODULE_KEYS
 from . import _checks
+from ._depth_prediction import fit_depth_regression
 from ._feature_masks import fill_unmeasured
 from ._uncertainty import predictive_summary
 from ._unencodable import blank_unencodable
@@ -98,7 +99,7 @@ class PredictionMixin:
         return_numpy: bool = True,
         return_uncertainty: bool = False,
         interval: float = 0.9,
-        cell_depth: bool = False,
+        cell_depth: bool | str = False,
         include_background: bool = False,
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
@@ -142,6 +143,11 @@ class PredictionMixin:
             features, rescaled to the full feature set under a feature mask) in the logit: the
             prediction to score against the cell's observed accessibility, e.g. its unmeasured
             peaks. Cells without ``target`` have no depth and get the reference depth.
+            ``"predicted"``: as ``True``, but cells without ``target`` get a depth predicted from
+            the modalities they are encoded from (a ridge regression of the ``log1p`` depth on the
+            latent mean and the sources' ``log1p`` library sizes, fitted on the training cells that
+            measured both; :mod:`remadom.model._depth_prediction`): a cell-specific depth where
+            ``True`` puts the same reference depth in every such cell.
         include_background
             Return the mean of a new measurement, background included (the likelihood head's
             ``observation_mean``), instead of the signal alone; it only differs for ``nbmixture``
@@ -164,9 +170,15 @@ class PredictionMixin:
         adata_view = self._validate_anndata(adata)
         self.module.eval()
         scales = self.module.heads[target].scales_with_library
+        if cell_depth not in (True, False, "predicted"):
+            raise ValueError(f"cell_depth must be True, False or 'predicted', got {cell_depth!r}.")
         if cell_depth and not self.module.heads[target].binary:
             raise ValueError(f"cell_depth=True applies to binary (accessibility) modalities; {target!r} is not one.")
         mean = "at_cell_depth" if cell_depth else "with_background" if include_background else "expected"
+        depth_model = None
+        if cell_depth == "predicted":
+            depth_model = fit_depth_regression(self, target, from_modalities, batch_size=batch_size)
+            mean = "at_given_depth"
         valid = torch.as_tensor(self._valid_decode_batches(target))
         out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
@@ -174,6 +186,8 @@ class PredictionMixin:
                                         use_modalities=from_modalities)
             encodable.append(inf[MODULE_KEYS.ENCODED_KEY].sum(0).cpu() > 0)
             gen_in = self.module._get_generative_input(tensors, inf)
+            if depth_model is not None:  # the unmeasured target's depth predicted from the sources
+                gen_in[MODULE_KEYS.LIBRARY_KEY] = depth_model.fill_library(inf, self.module.modality_names)
             qz_m = inf[MODULE_KEYS.QZ_MEAN_KEY]
             batch_index = gen_in[MODULE_KEYS.BATCH_INDEX_KEY]
             own_ok = torch.isin(batch_index.view(-1).cpu(), valid).to(qz_m.device)
@@ -214,6 +228,8 @@ class PredictionMixin:
             params = gen[k.PARAMS_KEY][target]
             if cell_depth:
                 return torch.where(has_target, head.expected_at_cell_depth(params), head.expected(params))
+            if mean == "at_given_depth":  # every cell at the depth in its library (own or predicted)
+                return head.expected_at_cell_depth(params)
             if mean == "with_background":
                 return head.observation_mean(params)
             return head.expected(params)
