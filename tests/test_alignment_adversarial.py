@@ -119,3 +119,35 @@ def test_trains_logs_and_leaves_the_saved_module_unchanged(on):
     assert "adversarial_fool_train" in model.history and "adversarial_classifier_train" in model.history
     assert set(model.module.state_dict()) == keys
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+def test_auto_weight_is_on_only_when_a_batch_is_confounded():
+    from remadom.model._train_defaults import CONFOUNDED_ADVERSARIAL_WEIGHT, resolve_adversarial_weight
+
+    assert resolve_adversarial_weight("auto", ["b2"]) == CONFOUNDED_ADVERSARIAL_WEIGHT > 0
+    assert resolve_adversarial_weight("auto", []) == 0.0
+    assert resolve_adversarial_weight(0, ["b2"]) == 0.0  # the off switch wins over confounding
+    assert resolve_adversarial_weight(2.5, []) == 2.5
+    for bad in ("on", -1.0, True):
+        with pytest.raises(ValueError, match="adversarial_weight="):
+            resolve_adversarial_weight(bad, ["b2"])
+
+
+def test_config_takes_the_adversarial_weight():
+    from remadom.config import ConfigError, RunConfig, validate_config
+
+    assert RunConfig().schedule.adversarial_weight == "auto"
+    assert validate_config({"schedule": {"adversarial_weight": 0}}).schedule.adversarial_weight == 0.0
+    with pytest.raises(ConfigError, match=r"schedule\.adversarial_weight"):
+        validate_config({"schedule": {"adversarial_weight": -1}})
+
+
+@pytest.mark.slow
+def test_train_default_turns_it_on_when_confounded_and_zero_turns_it_off():
+    model = _model()
+    assert model.confounded_batches_
+    model.train(max_epochs=1, batch_size=64)
+    assert "adversarial_fool_train" in model.history
+    off = _model()
+    off.train(max_epochs=1, batch_size=64, adversarial_weight=0)
+    assert "adversarial_fool_train" not in off.history
