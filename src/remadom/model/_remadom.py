@@ -34,7 +34,12 @@ from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._prediction import PredictionMixin
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
-from ._train_defaults import default_kl_warmup_epochs, default_max_epochs, resolve_adversarial_weight, stopping_defaults
+from ._train_defaults import (
+    default_kl_warmup_epochs,
+    default_max_epochs,
+    resolve_adversarial_weight,
+    stopping_defaults,
+)
 from ._validation import (
     RemadomSetupError,
     check_categorical_key,
