@@ -109,7 +109,7 @@ def _posterior_mismatch(model, z, labels, groups, scn) -> dict:
     return out
 
 
-def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bool) -> dict:
+def run_variant(scn, name: str, spec: dict, epochs: int | None, seed: int, diagnose: bool) -> dict:
     import numpy as np
     import scvi
     from _method_api import RunConfig
@@ -139,8 +139,9 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
             setattr(model.module, attr, value)
 
     scvi.settings.seed = seed
+    # epochs None: REMADOM's own train() defaults, early stopping included (run.py --epochs default)
     out = fit_remadom(
-        scn, RunConfig(epochs=epochs, seed=seed), model_kwargs=spec.get("model"),
+        scn, RunConfig(epochs=epochs, seed=seed, own_defaults=epochs is None), model_kwargs=spec.get("model"),
         train_kwargs=spec.get("train"), adjust_model=adjust,
     )
     model = held["model"]
@@ -193,12 +194,17 @@ def run_variant(scn, name: str, spec: dict, epochs: int, seed: int, diagnose: bo
     return res
 
 
+def _epochs_arg(value: str) -> int | None:
+    return None if value == "default" else int(value)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", nargs="+", default=["bmmc_cite_study"], help="one or more scenarios")
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     p.add_argument("--n-cells", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--epochs", type=_epochs_arg, default=50,
+                   help="an integer, or 'default' for REMADOM's train() defaults (early stopping on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-diagnose", action="store_true")
     p.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"), required=True)

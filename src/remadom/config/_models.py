@@ -258,6 +258,11 @@ class ScheduleConfig(_Section):
         _default(REMADOM.train, "alignment_on"),
         description="Align batches, or groups of cells with different sets of observed modalities.",
     )
+    adversarial_weight: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
+        _default(REMADOM.train, "adversarial_weight"),
+        description="Weight of the adversarial batch mixing on the latent; 'auto' turns it on (1) only when a "
+        "batch is confounded with its modality set, 0 turns it off.",
+    )
 
 
 class TrainerConfig(_Section):

@@ -34,7 +34,12 @@ from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._prediction import PredictionMixin
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
-from ._train_defaults import default_kl_warmup_epochs, default_max_epochs, stopping_defaults
+from ._train_defaults import (
+    default_kl_warmup_epochs,
+    default_max_epochs,
+    resolve_adversarial_weight,
+    stopping_defaults,
+)
 from ._validation import (
     RemadomSetupError,
     check_categorical_key,
@@ -406,6 +411,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         modality_weights: dict | None = None,
         alignment_weight: float = 0.0,
         alignment_on: str = "batch",
+        adversarial_weight: float | str = "auto",
         early_stopping: bool | None = None,
         reduce_lr_on_plateau: bool | None = None,
         accelerator: str = "auto",
@@ -442,6 +448,12 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         alignment_on
             Align ``"batch"``es or modality-``"availability"`` groups (see
             :class:`~remadom.train.RemadomTrainingPlan`).
+        adversarial_weight
+            Weight of the adversarial mixing of batches on the latent (a batch classifier the
+            encoders learn to fool, as in TOTALVI / MULTIVI; :mod:`remadom.nn._alignment_adversarial`).
+            ``"auto"``: 1 when a batch is confounded with its modality set
+            (``model.confounded_batches_``), else 0 (off). ``plan_kwargs`` may set
+            ``adversarial_on`` / ``adversarial_schedule`` (see :class:`~remadom.train.RemadomTrainingPlan`).
         early_stopping
             Stop when the validation ELBO has not improved for 45 epochs after the KL warm-up,
             and end with the weights of the best validation epoch (kept in memory).
@@ -486,7 +498,9 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         plan = {
             "lr": lr, "weight_decay": weight_decay, "max_kl_weight": kl_weight,
             "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
-            "alignment_weight": alignment_weight, "alignment_on": alignment_on, **(plan_kwargs or {}),
+            "alignment_weight": alignment_weight, "alignment_on": alignment_on,
+            "adversarial_weight": resolve_adversarial_weight(adversarial_weight, self.confounded_batches_),
+            **(plan_kwargs or {}),
         }
         if precision is None:
             precision = default_precision(accelerator)

@@ -20,6 +20,24 @@ from lightning.pytorch.callbacks import Callback
 MAX_EPOCHS_CAP = 400
 #: epochs without a better validation ELBO before training stops (scvi-tools' default)
 EARLY_STOPPING_PATIENCE = 45
+#: ``train(adversarial_weight="auto")`` when a batch is confounded with its modality set (issue #13c;
+#: ``benchmarks/README.md``, "#13c: CITE at convergence against TOTALVI")
+CONFOUNDED_ADVERSARIAL_WEIGHT = 1.0
+
+
+def resolve_adversarial_weight(weight, confounded: list) -> float:
+    """Resolve ``train(adversarial_weight="auto")``.
+
+    :data:`CONFOUNDED_ADVERSARIAL_WEIGHT` when some batch is confounded (``model.confounded_batches_``),
+    else 0 (off); a number (>= 0) passes through.
+    """
+    if isinstance(weight, str):
+        if weight != "auto":
+            raise ValueError(f"adversarial_weight={weight!r}; use 'auto' or a number >= 0 (0 turns it off).")
+        return CONFOUNDED_ADVERSARIAL_WEIGHT if confounded else 0.0
+    if isinstance(weight, bool) or not float(weight) >= 0:
+        raise ValueError(f"adversarial_weight={weight!r} must be a number >= 0 (0 turns it off), or 'auto'.")
+    return float(weight)
 
 
 def default_max_epochs(n_obs: int) -> int:

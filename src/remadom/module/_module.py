@@ -13,6 +13,7 @@ from torch.distributions import Normal
 
 from .._constants import cell_feature_mask_key, mask_key, modality_key
 from ..modalities import ModalitySpec
+from ..nn._alignment_adversarial import adversarial_losses
 from ..nn._alignment_anchor import FUSIONS, paired_anchor_loss, single_to_joint_sum
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._alignment_ot import availability_ot_loss
@@ -408,12 +409,17 @@ class RemadomModule(BaseModuleClass):
         availability_ot_weight: float = 0.0,
         availability_ot_reach: float | None = 1.0,
         availability_ot_blur: float = 0.1,
+        adversarial_classifier: nn.Module | None = None,
+        adversarial_weight: float = 0.0,
+        adversarial_on: str = "batch",
     ) -> LossOutput:
         """Masked ELBO: observed-modality reconstruction + beta * KL, plus optional terms.
 
         ``cycle_weight`` > 0 adds the cross-modal cycle consistency of cells that lack a modality
         (:mod:`remadom.nn._alignment_cycle`). ``availability_ot_weight`` > 0 adds the unbalanced
-        OT divergence between availability groups (:mod:`remadom.nn._alignment_ot`).
+        OT divergence between availability groups (:mod:`remadom.nn._alignment_ot`). With an
+        ``adversarial_classifier`` (the training plan's), ``adversarial_weight`` times the fool term
+        and the classifier's own loss are added (:mod:`remadom.nn._alignment_adversarial`).
         """
         x = inference_outputs[K.X_PREPARED_KEY]
         observed = inference_outputs[K.OBSERVED_KEY]
@@ -467,6 +473,13 @@ class RemadomModule(BaseModuleClass):
                                       reach=availability_ot_reach, blur=availability_ot_blur)
             loss = loss + availability_ot_weight * ot
             extra["availability_ot"] = ot.detach()
+        if adversarial_classifier is not None:
+            groups = self.alignment_groups(tensors, observed, adversarial_on)
+            n_groups = self.n_batch if adversarial_on == "batch" else 2 ** observed.shape[0]
+            fool, discriminate = adversarial_losses(adversarial_classifier, inference_outputs[K.Z_KEY], groups,
+                                                    max(n_groups, 1))
+            loss = loss + adversarial_weight * fool + discriminate
+            extra.update(adversarial_fool=fool.detach(), adversarial_classifier=discriminate.detach())
         return LossOutput(
             loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl}, extra_metrics=extra
         )

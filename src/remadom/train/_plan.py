@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 import torch
 from scvi.train import TrainingPlan
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from ..nn._alignment_adversarial import ADVERSARIAL_GROUPS, ADVERSARIAL_SCHEDULES, group_classifier
 
 #: A modality-weight schedule: ``epoch -> {modality: weight}``.
 WeightSchedule = Callable[[int], dict]
@@ -45,6 +48,16 @@ class RemadomTrainingPlan(TrainingPlan):
         Latent distance beyond which mass is not transported; ``None`` is balanced OT.
     availability_ot_blur
         Entropic blur of the transport (latent distance units).
+    adversarial_weight
+        Weight of the adversarial mixing term (0 = off; :mod:`remadom.nn._alignment_adversarial`):
+        a classifier owned by this plan predicts each cell's ``adversarial_on`` group from its
+        latent sample, and the encoders are trained so that it cannot beat the groups' sizes.
+    adversarial_on
+        ``"batch"`` (what TOTALVI and MULTIVI classify) or ``"availability"`` (the cell's set of
+        observed modalities).
+    adversarial_schedule
+        ``"constant"`` (MULTIVI) or ``"warmup"``: the weight times ``1 - kl_weight``, so the term
+        fades out with the KL warm-up (TOTALVI's ``scale_adversarial_loss="auto"``).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``weight_decay``,
         ``n_epochs_kl_warmup``, ``max_kl_weight``, ``reduce_lr_on_plateau``...).
@@ -60,9 +73,28 @@ class RemadomTrainingPlan(TrainingPlan):
         availability_ot_weight: float = 0.0,
         availability_ot_reach: float | None = 1.0,
         availability_ot_blur: float = 0.1,
+        adversarial_weight: float = 0.0,
+        adversarial_on: str = "batch",
+        adversarial_schedule: str = "constant",
         **kwargs,
     ):
         super().__init__(module, **kwargs)
+        if not adversarial_weight >= 0 or adversarial_on not in ADVERSARIAL_GROUPS or (
+            adversarial_schedule not in ADVERSARIAL_SCHEDULES
+        ):
+            raise ValueError(
+                f"adversarial_weight={adversarial_weight!r}, adversarial_on={adversarial_on!r}, adversarial_schedule="
+                f"{adversarial_schedule!r}: the weight must be >= 0, the groups one of {ADVERSARIAL_GROUPS}, the "
+                f"schedule one of {ADVERSARIAL_SCHEDULES}."
+            )
+        self.adversarial_weight, self.adversarial_schedule = float(adversarial_weight), adversarial_schedule
+        #: The discriminator of the adversarial term (None when off); not part of the saved module.
+        self.adversarial_classifier = None
+        if adversarial_weight > 0:
+            n_groups = module.n_batch if adversarial_on == "batch" else 2 ** len(module.modality_names)
+            self.adversarial_classifier = group_classifier(module.n_latent, max(n_groups, 1))
+            self.loss_kwargs.update({"adversarial_classifier": self.adversarial_classifier,
+                                     "adversarial_weight": self.adversarial_weight, "adversarial_on": adversarial_on})
         if alignment_on not in ("batch", "availability"):
             raise ValueError(f"alignment_on={alignment_on!r}; use 'batch' or 'availability'.")
         if not availability_ot_weight >= 0 or not availability_ot_blur > 0 or not (
@@ -103,6 +135,24 @@ class RemadomTrainingPlan(TrainingPlan):
 
         return create
 
+    def configure_optimizers(self):
+        """scvi-tools' optimizer and plateau schedule, over the adversarial classifier's parameters too."""
+        if self.adversarial_classifier is None:
+            return super().configure_optimizers()
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        optimizer = self.get_optimizer_creator()(params + list(self.adversarial_classifier.parameters()))
+        config = {"optimizer": optimizer}
+        if self.reduce_lr_on_plateau:
+            scheduler = ReduceLROnPlateau(optimizer, patience=self.lr_patience, factor=self.lr_factor,
+                                          threshold=self.lr_threshold, min_lr=self.lr_min, threshold_mode="abs")
+            config["lr_scheduler"] = {"scheduler": scheduler, "monitor": self.lr_scheduler_metric}
+        return config
+
+    def _current_adversarial_weight(self) -> float:
+        if self.adversarial_schedule == "warmup":
+            return self.adversarial_weight * max(0.0, 1.0 - float(self.kl_weight))
+        return self.adversarial_weight
+
     def _current_modality_weights(self) -> dict | None:
         schedule = self.modality_weight_schedule
         if schedule is None:
@@ -121,6 +171,8 @@ class RemadomTrainingPlan(TrainingPlan):
     def training_step(self, batch, batch_idx):
         """Update schedules, then run the standard scvi-tools step."""
         self.loss_kwargs.update({"modality_weights": self._current_modality_weights()})
+        if self.adversarial_classifier is not None:
+            self.loss_kwargs["adversarial_weight"] = self._current_adversarial_weight()
         loss = super().training_step(batch, batch_idx)
         self.log("kl_weight_epoch", self.kl_weight, on_step=False, on_epoch=True)
         return loss
