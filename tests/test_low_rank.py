@@ -147,3 +147,33 @@ def test_model_trains_saves_and_loads(tmp_path):
     assert loaded.module.decoder_rank == {"atac": 4} and loaded.module.encoder_rank == {"atac": 4}
     np.testing.assert_allclose(loaded.get_latent_representation(), latent, atol=1e-5)
     assert np.asarray(loaded.impute(target="atac")).shape[1] == adata.obsm["X_atac"].shape[1]
+
+
+@pytest.mark.parametrize("batch_effect", ["nonlinear", "additive"])
+def test_query_mapping_keeps_reference_decoding(batch_effect):
+    """load_query_data expands a factorised decoder's batch entries layout-aware (additive: after the rank)."""
+    from conftest import make_mosaic_adata
+
+    from remadom import REMADOM
+    from remadom.module import MODULE_KEYS
+
+    adata = make_mosaic_adata()
+    adata.obs["has_rna"] = True
+    REMADOM.setup_anndata(adata, rna_layer="counts", atac_obsm_key="X_atac", batch_key="batch")
+    ref = REMADOM(adata, n_hidden=16, n_latent=4, batch_effect=batch_effect, decoder_rank={"atac": 3, "rna": 5})
+    ref.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False)
+    query = adata.copy()
+    query.obs["batch"] = query.obs["batch"].cat.rename_categories({"b1": "q1", "b2": "q2"})
+    q = REMADOM.load_query_data(query, ref)
+    ref.module.eval()
+    q.module.eval()
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(10, 4, generator=g)
+    library = {m: torch.full((10,), 20.0) for m in ref.modality_names}
+    batch = torch.tensor([[0], [1]] * 5)
+    with torch.no_grad():
+        out_ref = ref.module.generative(z, library, batch)[MODULE_KEYS.PARAMS_KEY]
+        out_q = q.module.generative(z, library, batch)[MODULE_KEYS.PARAMS_KEY]
+    for m in ref.modality_names:
+        for key, value in out_ref[m].items():
+            torch.testing.assert_close(value, out_q[m][key], atol=1e-5, rtol=1e-5)
