@@ -73,7 +73,8 @@ def _batch_block(ref_module: nn.Module, name: str, old_shape, new_shape) -> tupl
         if fc is not None:
             return dim, owner.in_features - sum(fc.n_cat_list)
         modality = name.split(".")[1]
-        return dim, ref_module.decoders[modality].body.fc_layers[-1][0].out_features
+        decoder = ref_module.decoders[modality]  # its width: the rank of a factorised decoder (nn/_low_rank.py)
+        return dim, getattr(decoder, "rank", None) or decoder.body.fc_layers[-1][0].out_features
     return dim, 0
 
 

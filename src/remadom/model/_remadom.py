@@ -117,6 +117,14 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         (the same mean without the prior's shrinkage of single-expert posteriors towards 0; see
         :func:`~remadom.nn._alignment_anchor.unshrunk_fusion`). ``"auto"`` (default):
         ``"unshrunk"`` when a batch is confounded, else ``"poe"``.
+    decoder_rank
+        ``{modality: rank}``, e.g. ``{"atac": 32}``: the modality's output layer is factorised,
+        ``n_hidden -> rank -> n_features`` (a bias-free projection, then the likelihood's last
+        layer on ``rank`` inputs), so the wide layer costs ``rank`` instead of ``n_hidden``
+        multiply-adds and parameters per feature (:mod:`remadom.nn._low_rank`). ``None``
+        (default): full output layers.
+    encoder_rank
+        The same for the encoder's input layer, ``n_features -> rank -> n_hidden``.
 
     Examples
     --------
@@ -148,6 +156,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
         encoder_inputs: dict[str, str] | str | None = "auto",
         paired_anchor_weight: float | str = "auto",
         fusion: str = "auto",
+        decoder_rank: dict[str, int] | None = None,
+        encoder_rank: dict[str, int] | None = None,
     ):
         if is_mudata(adata):
             adata = self._mudata_view(adata)
@@ -197,6 +207,8 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             feature_masks=feature_masks,
             cell_feature_masks=sorted(registered_cell_masks(self.adata_manager)),
             negative_sampling=negative_sampling,
+            decoder_rank=decoder_rank,
+            encoder_rank=encoder_rank,
         )
         self._model_summary_string = (
             f"REMADOM: modalities {[(s.name, s.likelihood) for s in self.specs]}, n_latent {n_latent}, "

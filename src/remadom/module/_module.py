@@ -17,6 +17,7 @@ from ..nn._alignment_adversarial import adversarial_losses
 from ..nn._alignment_anchor import FUSIONS, paired_anchor_loss, single_to_joint_sum
 from ..nn._alignment_cycle import cycle_consistency_loss, cycle_targets
 from ..nn._alignment_ot import availability_ot_loss
+from ..nn._low_rank import FactorisedDecoder, check_ranks, factorise_encoder_input
 from ..nn._sampled_bernoulli import configure_negative_sampling
 from ..nn.alignment import batch_mmd
 from ..nn.likelihoods import BernoulliHead, PeakVIBernoulliHead
@@ -97,6 +98,11 @@ class RemadomModule(BaseModuleClass):
         ``{modality: transform}`` overriding the modality's encoder input transform (its spec's
         ``encoder_input``, else its likelihood head's ``default_encoder_input``; see
         :class:`~remadom.nn.networks.EncoderInput`).
+    decoder_rank, encoder_rank
+        ``{modality: rank}``: factorise that modality's output layer (``n_hidden -> rank ->
+        n_features``) / encoder input layer (``n_features -> rank -> n_hidden``) so the wide
+        product costs ``rank`` instead of ``n_hidden`` per feature (:mod:`remadom.nn._low_rank`).
+        ``None``: full layers.
     """
 
     def __init__(
@@ -121,6 +127,8 @@ class RemadomModule(BaseModuleClass):
         encoder_inputs: dict[str, str] | None = None,
         paired_anchor_weight: float = 0.0,
         fusion: str = "poe",
+        decoder_rank: dict[str, int] | None = None,
+        encoder_rank: dict[str, int] | None = None,
     ):
         super().__init__()
         self.specs = [ModalitySpec(**{k: v for k, v in m.items() if k != "n_features"}) for m in modalities]
@@ -179,21 +187,27 @@ class RemadomModule(BaseModuleClass):
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         self.heads = nn.ModuleDict()
+        #: ``{modality: rank}`` of the factorised output / encoder input layers (:mod:`remadom.nn._low_rank`).
+        self.decoder_rank = check_ranks(decoder_rank, self.modality_names, "decoder_rank")
+        self.encoder_rank = check_ranks(encoder_rank, self.modality_names, "encoder_rank")
         for spec in self.specs:
             mstats = stats.get(spec.name, {})
-            self.encoders[spec.name] = GaussianExpertEncoder(
-                self.n_features[spec.name], n_latent,
-                (encoder_inputs or {}).get(spec.name, spec.resolved_encoder_input),
-                n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate,
-                idf=mstats.get("encoder", {}).get("idf"),
-            )
-            self.decoders[spec.name] = ConditionalDecoder(
-                n_latent, n_cat_list=decoder_cats, n_cont=n_continuous_cov,
-                n_hidden=n_hidden, n_layers=n_layers,
-            )
+            encoder_args = dict(n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate,
+                                idf=mstats.get("encoder", {}).get("idf"))
+            transform = (encoder_inputs or {}).get(spec.name, spec.resolved_encoder_input)
+            if spec.name in self.encoder_rank:
+                self.encoders[spec.name] = factorise_encoder_input(
+                    self.n_features[spec.name], self.encoder_rank[spec.name], n_latent, transform, **encoder_args)
+            else:
+                self.encoders[spec.name] = GaussianExpertEncoder(
+                    self.n_features[spec.name], n_latent, transform, **encoder_args)
+            decoder_args = dict(n_cat_list=decoder_cats, n_cont=n_continuous_cov, n_hidden=n_hidden, n_layers=n_layers)
+            rank = self.decoder_rank.get(spec.name)
+            self.decoders[spec.name] = (ConditionalDecoder(n_latent, **decoder_args) if rank is None
+                                        else FactorisedDecoder(n_latent, rank, **decoder_args))
             options = {"dispersion": dispersion} if spec.head.uses_dispersion else {}
             self.heads[spec.name] = spec.head(
-                n_hidden + self.n_batch_offsets, self.n_features[spec.name], n_batch,
+                (n_hidden if rank is None else rank) + self.n_batch_offsets, self.n_features[spec.name], n_batch,
                 **options, **mstats.get("head", {}),
             )
         configure_negative_sampling(self.heads, negative_sampling)
