@@ -431,7 +431,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             print(f"[{scenario} / {method}] ...", flush=True)
             try:
-                proc = subprocess.run(cmd, timeout=args.timeout, capture_output=True, text=True)
+                proc = subprocess.run(
+                    cmd, timeout=args.timeout, capture_output=True, text=True, env=_worker_env(method)
+                )
                 res = json.loads(path.read_text()) if path.exists() else None
                 if res is None:
                     res = {
@@ -454,6 +456,19 @@ def main(argv=None) -> int:
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     _report(results, out_dir, command, args.no_readme)
     return 0
+
+
+def _worker_env(method: str) -> dict[str, str] | None:
+    """Environment of a worker run in the method's own venv: this checkout's ``src/`` first on
+    ``PYTHONPATH``, so its metrics come from the REMADOM running the benchmark, not the copy the
+    setup script installed (None = inherit, for the main interpreter)."""
+    from _methods import method_python
+
+    if method_python(method) is None:
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _report(results: list[dict], out_dir: Path, command: str, no_readme: bool) -> None:

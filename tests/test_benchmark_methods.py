@@ -86,3 +86,15 @@ def test_no_venv_and_no_package_in_this_interpreter(methods, monkeypatch, tmp_pa
     assert methods.precheck("multigrate", ["rna", "adt"]) == (
         "remadom_no_such_package is not installed: run bash benchmarks/envs/setup_multigrate.sh"
     )
+
+
+def test_worker_in_its_own_venv_imports_this_checkouts_remadom(methods, monkeypatch):
+    import run  # benchmarks/run.py (on sys.path through the fixture)
+
+    monkeypatch.setenv("REMADOM_BENCH_PYTHON_MIDAS", sys.executable)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = run._worker_env("midas")
+    assert env["PYTHONPATH"].split(":") == [str(ROOT / "src"), "/elsewhere"]
+    monkeypatch.delenv("REMADOM_BENCH_PYTHON_MIDAS")
+    monkeypatch.setattr(methods, "method_python", lambda method: None)
+    assert run._worker_env("midas") is None

@@ -13,7 +13,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-VENV="$ROOT/benchmarks/.venvs/midas"
+# REMADOM_BENCH_VENV_DIR: where the venvs go (default benchmarks/.venvs); outside the checkout they
+# survive its removal; then point run.py at them with REMADOM_BENCH_PYTHON_MIDAS=<dir>/midas/bin/python
+VENV="${REMADOM_BENCH_VENV_DIR:-$ROOT/benchmarks/.venvs}/midas"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 SCMIDAS_VERSION=${SCMIDAS_VERSION:-0.3.0}
 
@@ -44,7 +46,9 @@ PIN="$VENV/midas-pins.txt"
 printf 'torch==%s\nlightning<2.7\npytorch-lightning<2.7\n' "$TORCH_VERSION" >"$PIN"
 
 "${PIP[@]}" "torch==$TORCH_VERSION"
-"${PIP[@]}" -c "$PIN" -e "$ROOT[eval]"
+# not editable: the venv must not depend on this checkout staying where it is; run.py puts the
+# running checkout's src/ first on PYTHONPATH for the worker, so the REMADOM in use is always its own
+"${PIP[@]}" -c "$PIN" "$ROOT[eval]"
 "${PIP[@]}" --no-deps "scmidas==$SCMIDAS_VERSION"
 # scmidas' own imports (its metadata also lists torchvision/torchaudio, which it never imports)
 "${PIP[@]}" -c "$PIN" "lightning>=2.4,<2.7" "numpy<3" "scipy<2" "pandas<3" "scikit-learn<2" \

@@ -15,7 +15,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-VENV="$ROOT/benchmarks/.venvs/multigrate"
+# REMADOM_BENCH_VENV_DIR: where the venvs go (default benchmarks/.venvs); outside the checkout they
+# survive its removal; then point run.py at them with REMADOM_BENCH_PYTHON_MULTIGRATE=<dir>/multigrate/bin/python
+VENV="${REMADOM_BENCH_VENV_DIR:-$ROOT/benchmarks/.venvs}/multigrate"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 
 find_python312() {
@@ -55,7 +57,9 @@ printf 'torch==%s\nanndata>=0.12,<0.13\n' "$TORCH_VERSION" >"$PIN"
 
 "${PIP[@]}" "torch==$TORCH_VERSION"
 "${PIP[@]}" -c "$PIN" "scvi-tools==1.5.1"
-"${PIP[@]}" -c "$PIN" -e "$ROOT[eval]"
+# not editable: the venv must not depend on this checkout staying where it is; run.py puts the
+# running checkout's src/ first on PYTHONPATH for the worker, so the REMADOM in use is always its own
+"${PIP[@]}" -c "$PIN" "$ROOT[eval]"
 # --ignore-requires-python is a no-op on 3.12 (multigrate asks >=3.12); --no-deps so that nothing
 # re-resolves torch. Its real imports (torch, numpy, pandas, scipy, anndata, matplotlib, scvi) are
 # there by now; of its other declared deps (jax, scanpy, requests, session-info2) only requests is
