@@ -30,14 +30,19 @@ def fit_remadom(
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     adjust_model=None,
+    likelihoods: dict | None = None,
 ) -> MethodOutput:
     """REMADOM with its defaults; ``model_kwargs``/``train_kwargs``/``adjust_model(model)`` are for
-    ablations (``benchmarks/ablate.py``), never used by ``run.py``."""
+    ablations (``benchmarks/ablate.py``), never used by ``run.py``; ``likelihoods`` (``{modality:
+    name}``) for the ``remadom_cellbg`` variant."""
     from remadom import REMADOM
 
     mdata = scn.mdata.copy()
+    likelihoods = likelihoods or {}
     REMADOM.setup_mudata(
-        mdata, modalities={m: m for m in scn.modalities}, batch_key=scn.batch_key, labels_key=None
+        mdata, modalities={m: ({"mod": m, "likelihood": likelihoods[m]} if m in likelihoods else m)
+                           for m in scn.modalities},
+        batch_key=scn.batch_key, labels_key=None,
     )
     model = REMADOM(mdata, **(model_kwargs or {}))
     if adjust_model is not None:
@@ -185,12 +190,13 @@ def fit_totalvi(scn: Scenario, cfg: RunConfig) -> MethodOutput:
 
 _PACKAGES = {
     "remadom": "remadom",
+    "remadom_cellbg": "remadom",
     "multivi": "scvi",
     "totalvi": "scvi",
     "multigrate": "multigrate",
     "midas": "scmidas",
 }
-_DISTRIBUTIONS = {"remadom": "remadom", "multivi": "scvi-tools", "totalvi": "scvi-tools"}
+_DISTRIBUTIONS = {"remadom": "remadom", "remadom_cellbg": "remadom", "multivi": "scvi-tools", "totalvi": "scvi-tools"}
 _SETUP_SCRIPTS = {
     "multigrate": "benchmarks/envs/setup_multigrate.sh",
     "midas": "benchmarks/envs/setup_midas.sh",
@@ -278,6 +284,8 @@ def method_versions(method: str) -> dict[str, str]:
 
 METHODS = {
     "remadom": fit_remadom,
+    # #11: the ADT likelihood with a per-cell background (totalVI's log_beta), not the default
+    "remadom_cellbg": functools.partial(fit_remadom, likelihoods={"adt": "nbmixture_cellbg"}),
     "multivi": fit_multivi,
     "totalvi": fit_totalvi,
     "multigrate": fit_multigrate,

@@ -149,3 +149,35 @@ def test_mudata_per_cell_mask_combines_with_the_per_batch_table():
     assert entries[has_adt].sum(1).tolist() == [
         1 + int(b == "b1") for b in model.adata.obs["batch"].to_numpy()[has_adt]
     ]  # p4 everywhere; p5 only where b1 stained it
+
+
+def test_mudata_view_cache_notices_a_replaced_per_cell_mask():
+    """Replacing ``mdata.mod[m].obsm[key]`` after setup invalidates the cached padded view."""
+    mdata, mask = _mdata(n=40)
+    _setup(mdata)
+    REMADOM(mdata, **SMALL)  # the cached view is current: builds
+    old = mdata.mod["adt"].obsm[KEY]
+    new = mask.copy()
+    new[:, 0] = ~new[:, 0]
+    mdata.mod["adt"].obsm[KEY] = new  # `old` stays alive, so the new object cannot reuse its id
+    with pytest.raises(RemadomSetupError, match="changed .* after setup_mudata"):
+        REMADOM(mdata, **SMALL)
+    _setup(mdata)  # the fix the message names: the view now holds the new mask
+    model = REMADOM(mdata, **SMALL)
+    rows = model.adata.obs_names.get_indexer(mdata.mod["adt"].obs_names)
+    np.testing.assert_array_equal(np.asarray(model.adata.obsm["adt:" + KEY])[rows], new)
+    assert old is not new
+
+
+def test_mudata_per_cell_matrix_given_as_a_table_is_refused():
+    """A per-cell matrix belongs in ``mdata.mod[m].obsm`` and is named by its key; a non-string
+    ``feature_masks`` value is a per-batch table (batches x features), checked as one."""
+    mdata, mask = _mdata(n=40)
+    adt = mdata.mod["adt"]
+    per_cell = pd.DataFrame(mask, index=adt.obs_names, columns=adt.var_names)
+    with pytest.raises(RemadomSetupError, match=r"feature_masks\['adt'\] has rows for batches that are not in the data"):
+        REMADOM.setup_mudata(mdata, modalities={"rna": "rna", "atac": "atac", "adt": "adt"}, batch_key="batch",
+                             feature_masks={"adt": per_cell})
+    with pytest.raises(RemadomSetupError, match=r"must be a pandas DataFrame \(batches x features, bool\)"):
+        REMADOM.setup_mudata(mdata, modalities={"rna": "rna", "atac": "atac", "adt": "adt"}, batch_key="batch",
+                             feature_masks={"adt": mask})

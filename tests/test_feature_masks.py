@@ -23,6 +23,7 @@ ENTRY_PARAMS = {
     "nb": ["mu", "theta"], "zinb": ["mu", "theta", "zi_logits"], "poisson": ["mu"],
     "bernoulli": ["logits"], "bernoulli_peakvi": ["log_p"],
     "nbmixture": ["rate_back", "rate_fore", "mixing_logits", "theta"],
+    "nbmixture_cellbg": ["rate_back", "rate_fore", "mixing_logits", "theta"],
     "gaussian": ["mean", "log_var"], "gaussian_clr": ["mean", "log_var"],
 }
 

@@ -439,7 +439,7 @@ class RemadomModule(BaseModuleClass):
         observed = inference_outputs[K.OBSERVED_KEY]
         weights = {**self.modality_weights, **(modality_weights or {})}
         n_cells = observed.shape[1]
-        reconstruction, extra = {}, {}
+        reconstruction, extra, kl_heads = {}, {}, {}
         entry_masks = inference_outputs.get(K.ENTRY_MASKS_KEY, {})
         for i, m in enumerate(self.modality_names):
             rows = generative_outputs[K.ROWS_KEY][m]
@@ -453,10 +453,14 @@ class RemadomModule(BaseModuleClass):
                 else:
                     cell_nll = self.heads[m].nll(x_m, params_m, mask=_take(emask, rows))
                 nll = nll.index_put((rows,), cell_nll)
+                emask_rows = None if emask is None else _take(emask, rows)
+                head_kl = self.heads[m].kl(params_m, mask=emask_rows)  # a head's own per-cell factors
+                if head_kl is not None:
+                    kl_heads[f"kl_{m}"] = observed.new_zeros(n_cells).index_put((rows,), head_kl)
             reconstruction[m] = weights[m] * nll
             extra[f"nll_{m}"] = nll.sum().detach() / observed[i].sum().clamp(min=1.0)
         kl = kl_to_standard_normal(inference_outputs[K.QZ_MEAN_KEY], inference_outputs[K.QZ_LOGVAR_KEY])
-        per_cell = sum(reconstruction.values()) + kl_weight * kl
+        per_cell = sum(reconstruction.values()) + kl_weight * (kl + sum(kl_heads.values()))
         if self.consistency_weight > 0 and len(self.modality_names) > 1:
             cons = self.consistency(inference_outputs)
             per_cell = per_cell + self.consistency_weight * cons
@@ -495,5 +499,5 @@ class RemadomModule(BaseModuleClass):
             loss = loss + adversarial_weight * fool + discriminate
             extra.update(adversarial_fool=fool.detach(), adversarial_classifier=discriminate.detach())
         return LossOutput(
-            loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl}, extra_metrics=extra
+            loss=loss, reconstruction_loss=reconstruction, kl_local={"kl_z": kl, **kl_heads}, extra_metrics=extra
         )

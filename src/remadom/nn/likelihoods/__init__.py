@@ -22,6 +22,7 @@ from ._base import LIKELIHOODS, LikelihoodHead, binarize, clr, get_likelihood, m
 from ._binary import BernoulliHead, PeakVIBernoulliHead
 from ._continuous import GaussianCLRHead, GaussianHead
 from ._counts import (
+    CellBackgroundNBMixtureHead,
     NegativeBinomialHead,
     NegativeBinomialMixtureHead,
     PoissonHead,
@@ -31,6 +32,7 @@ from ._counts import (
 __all__ = [
     "LIKELIHOODS",
     "BernoulliHead",
+    "CellBackgroundNBMixtureHead",
     "GaussianCLRHead",
     "GaussianHead",
     "LikelihoodHead",

@@ -130,6 +130,24 @@ class LikelihoodHead(nn.Module):
         """
         raise NotImplementedError
 
+    def kl_entries(self, params: dict) -> torch.Tensor | None:
+        """Per-entry KL divergence of the head's own per-cell latent factors, ``(n_cells, n_features)``.
+
+        ``None`` (the default) for heads without such factors. A head that draws a per-cell,
+        per-feature latent variable in :meth:`forward` (e.g. the ``nbmixture_cellbg`` background,
+        totalVI's ``log_beta``) returns ``KL(q || prior)`` of each entry here; the module adds
+        :meth:`kl` to the ELBO with the KL weight.
+        """
+        return None
+
+    def kl(self, params: dict, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per-cell sum of :meth:`kl_entries` over the measured entries (``mask``); ``None`` without factors.
+
+        Unmeasured entries add nothing and get an exactly zero gradient, as in :meth:`nll`.
+        """
+        entries = self.kl_entries(params)
+        return None if entries is None else masked_feature_sum(entries, mask)
+
     @classmethod
     def supports_feature_masks(cls) -> bool:
         """Whether :meth:`nll` and :meth:`library` take a feature ``mask`` (the base methods and overrides with one)."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from scvi.distributions import NegativeBinomial, NegativeBinomialMixture, ZeroInflatedNegativeBinomial
 from torch import nn
-from torch.distributions import Poisson
+from torch.distributions import Normal, Poisson, kl_divergence
 
 from ..masked import renormalize_scale
 from ._base import _EPS, LikelihoodHead, _dense_array, _float, register_likelihood
@@ -188,14 +188,20 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
         low = np.percentile(dense, 25, axis=0) if len(dense) else np.zeros(dense.shape[1])
         return {"background_init": np.log1p(low).astype(np.float32)}
 
+    def _log_background(self, h, batch_index) -> tuple[torch.Tensor, dict]:
+        """Log background rate per cell and feature, and any extra parameters it comes with."""
+        return self.background_log_rate[:, batch_index.view(-1).long()].T, {}
+
     def forward(self, h, batch_index, library):
-        rate_back = torch.exp(self.background_log_rate[:, batch_index.view(-1).long()].T)
+        log_back, extra = self._log_background(h, batch_index)
+        rate_back = torch.exp(log_back)
         fore_scale = 1.0 + F.softplus(self.fore_layer(h).float()) + _EPS
         return {
             "rate_back": rate_back,
             "rate_fore": rate_back * fore_scale,
             "mixing_logits": self.mixing_layer(h).float(),
             "theta": torch.exp(self.log_theta).expand(h.shape[0], -1),
+            **extra,
         }
 
     def _dist(self, params):
@@ -217,3 +223,90 @@ class NegativeBinomialMixtureHead(LikelihoodHead):
         """Mean counts with background: ``p_background * rate_back + (1 - p_background) * rate_fore``."""
         p_back = torch.sigmoid(params["mixing_logits"])
         return p_back * params["rate_back"] + (1.0 - p_back) * params["rate_fore"]
+
+
+def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+@register_likelihood
+class CellBackgroundNBMixtureHead(NegativeBinomialMixtureHead):
+    """:class:`NegativeBinomialMixtureHead` with a per-cell background (totalVI's ``log_beta``).
+
+    The log background rate of each cell and feature is a latent variable with the amortized
+    posterior ``Normal(back_mean, back_scale)`` computed from the decoder's hidden state (so from
+    ``z`` and the batch), and the prior ``Normal(background_log_rate[:, batch],
+    exp(background_log_scale[:, batch]))``, one learned level and spread per feature and batch
+    (totalVI's ``background_pro_alpha`` / ``background_pro_log_beta``). Training draws it
+    (reparameterized) and adds its KL to the ELBO with the KL weight (:meth:`kl_entries`; unmeasured
+    entries of a feature mask add nothing); in evaluation mode it is the posterior mean of the log
+    rate, so :meth:`expected` and :meth:`observation_mean` are deterministic. The posterior mean
+    is the prior level plus a learned shift that starts at zero, so training starts from the
+    per-batch head.
+
+    Select it per modality: ``modalities={"adt": {"obsm": "protein", "likelihood": "nbmixture_cellbg"}}``.
+
+    Parameters
+    ----------
+    n_hidden, n_features, n_batch
+        See :class:`LikelihoodHead`.
+    background_init
+        Initial log background level per feature (the prior mean; :meth:`data_statistics`).
+    background_scale_init
+        Initial prior spread of the log background per feature (:meth:`data_statistics`).
+    """
+
+    name = "nbmixture_cellbg"
+
+    def __init__(
+        self,
+        n_hidden: int,
+        n_features: int,
+        n_batch: int,
+        background_init: np.ndarray | None = None,
+        background_scale_init: np.ndarray | None = None,
+    ):
+        super().__init__(n_hidden, n_features, n_batch, background_init=background_init)
+        scale = (torch.full((n_features,), 0.1) if background_scale_init is None
+                 else torch.as_tensor(background_scale_init).float().clamp(min=0.01))
+        self.background_log_scale = nn.Parameter(torch.log(scale).view(-1, 1).repeat(1, self.n_batch))
+        self.back_shift_layer = nn.Linear(n_hidden, n_features)
+        self.back_spread_layer = nn.Linear(n_hidden, n_features)
+        with torch.no_grad():  # start at the prior: no shift, the prior's spread
+            self.back_shift_layer.weight.zero_()
+            self.back_shift_layer.bias.zero_()
+            self.back_spread_layer.weight.zero_()
+            self.back_spread_layer.bias.copy_(_inverse_softplus(scale))
+
+    @classmethod
+    def data_statistics(cls, x_observed) -> dict:
+        """As :class:`NegativeBinomialMixtureHead`, plus ``background_scale_init``.
+
+        The spread of ``log1p`` counts at or below each feature's median (at least 0.05), a rough
+        width of the background component for the initialization only; the prior is learned.
+        """
+        stats = super().data_statistics(x_observed)
+        dense = np.log1p(_dense_array(x_observed))
+        if len(dense):
+            low = np.where(dense <= np.median(dense, axis=0), dense, np.nan)
+            spread = np.nan_to_num(np.nanstd(low, axis=0), nan=0.05)
+        else:
+            spread = np.zeros(dense.shape[1])
+        stats["background_scale_init"] = np.maximum(spread, 0.05).astype(np.float32)
+        return stats
+
+    def _log_background(self, h, batch_index):
+        b = batch_index.view(-1).long()
+        prior_mean = self.background_log_rate[:, b].T
+        prior_scale = torch.exp(self.background_log_scale[:, b].T)
+        back_mean = prior_mean + self.back_shift_layer(h).float()
+        back_scale = F.softplus(self.back_spread_layer(h).float()) + 1e-4
+        log_back = back_mean + back_scale * torch.randn_like(back_mean) if self.training else back_mean
+        return log_back, {"back_mean": back_mean, "back_scale": back_scale,
+                          "back_prior_mean": prior_mean, "back_prior_scale": prior_scale}
+
+    def kl_entries(self, params):
+        """``KL(Normal(back_mean, back_scale) || Normal(prior_mean, prior_scale))`` per cell and feature."""
+        p = _float(params)
+        return kl_divergence(Normal(p["back_mean"], p["back_scale"]),
+                             Normal(p["back_prior_mean"], p["back_prior_scale"]))
