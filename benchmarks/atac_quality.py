@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,54 +31,14 @@ sys.path.insert(0, str(HERE))
 
 
 def run_variant(scn, name: str, spec: dict, epochs: int | None, seed: int) -> dict:
-    import numpy as np
-    import scvi
-    from _method_api import RunConfig
-    from _methods import _other, fit_remadom
+    from _methods import _other
     from _scenarios import KIND
-    from run import label_transfer_report
+    from _variant import fit_and_score
 
-    from remadom.eval import (
-        availability_groups,
-        imputation_metrics,
-        integration_metrics,
-        mean_profile_baseline,
-        modality_mixing,
-    )
+    from remadom.eval import imputation_metrics, mean_profile_baseline
 
-    held = {}
-
-    def adjust(model):
-        held["model"] = model
-        for m, transform in spec.get("encoder_input", {}).items():
-            model.module.encoders[m].input.transform = transform
-
-    scvi.settings.seed = seed
-    cfg = RunConfig(epochs=epochs, seed=seed, own_defaults=epochs is None)
-    out = fit_remadom(scn, cfg, model_kwargs=spec.get("model"), train_kwargs=spec.get("train"), adjust_model=adjust)
-    model = held["model"]
-    z = out.latent
-    obs = scn.mdata.obs
-    labels = obs[scn.labels_key].astype(str).to_numpy()
-    batch = obs[scn.batch_key].astype(str).to_numpy()
-    groups = availability_groups(scn.masks)
-    res = {"variant": name, "spec": spec, "scenario": scn.name, "n_cells": int(scn.mdata.n_obs),
-           "epochs": epochs, "epochs_run": out.epochs_run, "train_s": round(out.train_time_s, 1),
-           "load_1m": round(os.getloadavg()[0], 1)}
-    hist = model.history or {}
-    if "elbo_validation" in hist:
-        val = hist["elbo_validation"].iloc[:, 0].to_numpy()
-        res["best_epoch"] = int(np.nanargmin(val)) + 1
-        res["best_val_elbo"] = float(np.nanmin(val))
-    lat = integration_metrics(z, labels, batch)
-    res.update(bio=lat["bio_conservation"], batch=lat["batch_correction"], total=lat["total"])
-    if len(set(groups)) > 1:
-        res["ilisi_mod"] = modality_mixing(z, groups, labels)["ilisi_modality"]
-    lt = label_transfer_report(z, labels, batch, groups, scn.reference_batches)
-    if "all" in lt:
-        res["transfer[all]"] = lt["all"]["accuracy"]
-    for g, d in lt["per_group"].items():
-        res[f"transfer[{g}]"] = d["accuracy"]
+    fit = fit_and_score(scn, name, spec, epochs, seed)
+    model, out, res = fit.model, fit.out, fit.res
     for m, pred in out.imputed.items():
         truth = scn.truth[m].X
         base = mean_profile_baseline(scn.mdata.mod[m].X, n_cells=truth.shape[0], kind=KIND[m])

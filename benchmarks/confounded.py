@@ -111,56 +111,20 @@ def _posterior_mismatch(model, z, labels, groups, scn) -> dict:
 
 def run_variant(scn, name: str, spec: dict, epochs: int | None, seed: int, diagnose: bool) -> dict:
     import numpy as np
-    import scvi
-    from _method_api import RunConfig
-    from _methods import fit_remadom
     from _scenarios import KIND
-    from run import label_transfer_report
+    from _variant import fit_and_score
 
     from remadom.eval import (
-        availability_groups,
         imputation_metrics,
-        integration_metrics,
         interval_coverage,
         label_transfer_accuracy,
         mean_profile_baseline,
-        modality_mixing,
     )
 
-    held = {}
-
-    def adjust(model):
-        held["model"] = model
-        for m, transform in spec.get("encoder_input", {}).items():
-            model.module.encoders[m].input.transform = transform
-        for attr, value in spec.get("module", {}).items():
-            if not hasattr(model.module, attr):
-                raise ValueError(f"variant {name!r}: the module has no attribute {attr!r}")
-            setattr(model.module, attr, value)
-
-    scvi.settings.seed = seed
-    # epochs None: REMADOM's own train() defaults, early stopping included (run.py --epochs default)
-    out = fit_remadom(
-        scn, RunConfig(epochs=epochs, seed=seed, own_defaults=epochs is None), model_kwargs=spec.get("model"),
-        train_kwargs=spec.get("train"), adjust_model=adjust,
-    )
-    model = held["model"]
-    z = out.latent
-    obs = scn.mdata.obs
-    labels = obs[scn.labels_key].astype(str).to_numpy()
-    batch = obs[scn.batch_key].astype(str).to_numpy()
-    groups = availability_groups(scn.masks)
-    ref = np.isin(batch, scn.reference_batches)
-    res = {"variant": name, "spec": spec, "scenario": scn.name, "epochs": epochs, "epochs_run": out.epochs_run,
-           "train_s": round(out.train_time_s, 1)}
-    lt = label_transfer_report(z, labels, batch, groups, scn.reference_batches)
-    for g, d in lt["per_group"].items():
-        res[f"transfer[{g}]"] = d["accuracy"]
-        res[f"majority[{g}]"] = d["majority_rate"]
-    lat = integration_metrics(z, labels, batch)
-    res.update(bio=lat["bio_conservation"], batch=lat["batch_correction"], total=lat["total"], ilisi_batch=lat["ilisi"])
-    if len(set(groups)) > 1:
-        res["ilisi_mod"] = modality_mixing(z, groups, labels)["ilisi_modality"]
+    fit = fit_and_score(scn, name, spec, epochs, seed)
+    model, out, res = fit.model, fit.out, fit.res
+    z, labels, groups = out.latent, fit.labels, fit.groups
+    ref = np.isin(fit.batch, scn.reference_batches)
     for m, pred in out.imputed.items():
         truth = scn.truth[m].X
         base = mean_profile_baseline(scn.mdata.mod[m].X, n_cells=truth.shape[0], kind=KIND[m])
