@@ -410,6 +410,10 @@ class RemadomModule(BaseModuleClass):
             return (observed * bits.unsqueeze(1)).sum(0).long()
         raise ValueError(f"alignment_on={alignment_on!r}; use 'batch' or 'availability'.")
 
+    def n_alignment_groups(self, alignment_on: str) -> int:
+        """How many values :meth:`alignment_groups` can take (at least 1): batches, or modality subsets."""
+        return max(self.n_batch if alignment_on == "batch" else 2 ** len(self.modality_names), 1)
+
     def loss(
         self,
         tensors: dict,
@@ -493,9 +497,8 @@ class RemadomModule(BaseModuleClass):
             extra["availability_ot"] = ot.detach()
         if adversarial_classifier is not None:
             groups = self.alignment_groups(tensors, observed, adversarial_on)
-            n_groups = self.n_batch if adversarial_on == "batch" else 2 ** observed.shape[0]
             fool, discriminate = adversarial_losses(adversarial_classifier, inference_outputs[K.Z_KEY], groups,
-                                                    max(n_groups, 1))
+                                                    self.n_alignment_groups(adversarial_on))
             loss = loss + adversarial_weight * fool + discriminate
             extra.update(adversarial_fool=fool.detach(), adversarial_classifier=discriminate.detach())
         return LossOutput(

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 from scvi.train import TrainingPlan
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..nn._alignment_adversarial import ADVERSARIAL_GROUPS, ADVERSARIAL_SCHEDULES, group_classifier
 
@@ -91,8 +90,7 @@ class RemadomTrainingPlan(TrainingPlan):
         #: The discriminator of the adversarial term (None when off); not part of the saved module.
         self.adversarial_classifier = None
         if adversarial_weight > 0:
-            n_groups = module.n_batch if adversarial_on == "batch" else 2 ** len(module.modality_names)
-            self.adversarial_classifier = group_classifier(module.n_latent, max(n_groups, 1))
+            self.adversarial_classifier = group_classifier(module.n_latent, module.n_alignment_groups(adversarial_on))
             self.loss_kwargs.update({"adversarial_classifier": self.adversarial_classifier,
                                      "adversarial_weight": self.adversarial_weight, "adversarial_on": adversarial_on})
         if alignment_on not in ("batch", "availability"):
@@ -136,16 +134,10 @@ class RemadomTrainingPlan(TrainingPlan):
         return create
 
     def configure_optimizers(self):
-        """scvi-tools' optimizer and plateau schedule, over the adversarial classifier's parameters too."""
-        if self.adversarial_classifier is None:
-            return super().configure_optimizers()
-        params = [p for p in self.module.parameters() if p.requires_grad]
-        optimizer = self.get_optimizer_creator()(params + list(self.adversarial_classifier.parameters()))
-        config = {"optimizer": optimizer}
-        if self.reduce_lr_on_plateau:
-            scheduler = ReduceLROnPlateau(optimizer, patience=self.lr_patience, factor=self.lr_factor,
-                                          threshold=self.lr_threshold, min_lr=self.lr_min, threshold_mode="abs")
-            config["lr_scheduler"] = {"scheduler": scheduler, "monitor": self.lr_scheduler_metric}
+        """scvi-tools' optimizer and plateau schedule, with the adversarial classifier's parameters as a second group."""
+        config = super().configure_optimizers()
+        if self.adversarial_classifier is not None:
+            config["optimizer"].add_param_group({"params": list(self.adversarial_classifier.parameters())})
         return config
 
     def _current_adversarial_weight(self) -> float:
