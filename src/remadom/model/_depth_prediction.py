@@ -49,8 +49,10 @@ def ridge_fit(features: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.nda
     sd = np.where(sd > 1e-8, sd, 1.0)  # a constant column gets coefficient 0
     xs = (x - mean) / sd
     xs[:, x.std(0) <= 1e-8] = 0.0
-    gram = xs.T @ xs + alpha * x.shape[0] * np.eye(x.shape[1])
-    beta = np.linalg.solve(gram, xs.T @ (y - y.mean()))
+    from sklearn.linear_model import Ridge
+
+    # xs is centred, so scikit-learn's unpenalized intercept is y's mean and coef_ the penalized solution
+    beta = Ridge(alpha=alpha * x.shape[0], fit_intercept=True).fit(xs, y).coef_
     coef = beta / sd
     return coef, float(y.mean() - mean @ coef)
 
