@@ -307,3 +307,16 @@ def test_atomic_write_respects_the_umask(tmp_path):
         os.umask(old)
     assert path.read_text() == "{}"
     assert (path.stat().st_mode & 0o777) == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+
+
+@needs_mock
+def test_low_rank_config_reaches_the_model(tmp_path):
+    """``model.decoder_rank`` / ``encoder_rank`` in a config train a factorised model that loads back."""
+    cfg, raw = _tiny_config(tmp_path, "optim.max_epochs=1", "model.decoder_rank={atac: 3}", "model.encoder_rank={atac: 5}")
+    run_dir = run_training(cfg, raw, progress_bar=False)
+    saved = torch.load(Path(run_dir) / "model" / "model.pt", map_location="cpu", weights_only=False)
+    params = saved["attr_dict"]["init_params_"]["non_kwargs"]
+    assert params["decoder_rank"] == {"atac": 3} and params["encoder_rank"] == {"atac": 5}
+    state = saved["model_state_dict"]
+    assert state["decoders.atac.to_rank.weight"].shape[0] == 3  # hidden -> rank 3
+    assert state["encoders.atac.body.project.weight"].shape[0] == 5  # peaks -> rank 5

@@ -67,6 +67,8 @@ def test_committed_configs_validate(path):
         ({"model": {"fusion": "sum"}}, r"model\.fusion"),
         ({"model": {"paired_anchor_weight": -1}}, r"model\.paired_anchor_weight"),
         ({"model": {"paired_anchor_weight": "on"}}, r"model\.paired_anchor_weight"),
+        ({"model": {"decoder_rank": {"atac": 0}}}, r"model\.decoder_rank\.atac"),
+        ({"model": {"encoder_rank": {"atac": "high"}}}, r"model\.encoder_rank\.atac"),
     ],
 )
 def test_validation_errors(raw, match):
@@ -191,3 +193,11 @@ def test_confounded_alignment_switches_are_in_the_config():
     assert off.model.fusion == "poe" and off.model.paired_anchor_weight == 0.0
     choices = set(typing.get_args(ModelConfig.model_fields["fusion"].annotation))
     assert choices == {"auto", *FUSIONS}
+
+
+def test_low_rank_options_are_in_the_config():
+    """``model.decoder_rank`` / ``model.encoder_rank`` parse to ``{modality: rank}`` and default to full rank."""
+    cfg = RunConfig()
+    assert cfg.model.decoder_rank is None and cfg.model.encoder_rank is None
+    ranked = validate_config({"model": {"decoder_rank": {"atac": 32}, "encoder_rank": {"atac": 16}}})
+    assert ranked.model.decoder_rank == {"atac": 32} and ranked.model.encoder_rank == {"atac": 16}

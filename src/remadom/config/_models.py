@@ -218,6 +218,15 @@ class ModelConfig(_Section):
         description="How experts are fused: 'poe' (with the prior expert), 'unshrunk' (no prior pull on "
         "one-expert cells), or 'auto' ('unshrunk' only when a batch is confounded).",
     )
+    decoder_rank: dict[str, Annotated[int, Field(gt=0)]] | None = Field(
+        _default(REMADOM.__init__, "decoder_rank"),
+        description="{modality: rank}: factorise that modality's decoder output layer through a rank-r "
+        "projection (faster and smaller for 100k+ peaks, at some cost in quality); null: full rank.",
+    )
+    encoder_rank: dict[str, Annotated[int, Field(gt=0)]] | None = Field(
+        _default(REMADOM.__init__, "encoder_rank"),
+        description="{modality: rank}: factorise that modality's first encoder layer the same way; null: full rank.",
+    )
 
 
 class OptimConfig(_Section):
