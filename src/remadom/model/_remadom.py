@@ -19,7 +19,6 @@ from .._ondisk import is_sparse_on_disk
 from .._row_reads import RowBatchAnnDataLoader
 from ..module import RemadomModule
 from ..train import RemadomTrainingPlan, SparseBatchDataSplitter
-from ..train._precision import default_precision
 from . import _checks, _io
 from ._cell_feature_masks import cell_feature_mask_fields, registered_cell_masks, split_feature_masks
 from ._confounding import (
@@ -34,12 +33,7 @@ from ._mudata_setup import MUDATA_SETUP_UNS_KEY, MuDataSetupMixin, is_mudata
 from ._prediction import PredictionMixin
 from ._query import QueryMixin
 from ._setup import apply_likelihoods, build_specs, modality_statistics, registry_fields, sugar_to_modalities
-from ._train_defaults import (
-    default_kl_warmup_epochs,
-    default_max_epochs,
-    resolve_adversarial_weight,
-    stopping_defaults,
-)
+from ._train_defaults import resolve_train_arguments
 from ._validation import (
     RemadomSetupError,
     check_categorical_key,
@@ -495,36 +489,15 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             Passed to scvi-tools' DataSplitter, :class:`~remadom.train.RemadomTrainingPlan`
             and :class:`scvi.train.Trainer`.
         """
-        _checks.check_train_args(
+        max_epochs, early_stopping, load_sparse_tensor, plan = resolve_train_arguments(
             self, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
             train_size=train_size, validation_size=validation_size, kl_weight=kl_weight,
             kl_warmup_epochs=kl_warmup_epochs, modality_weights=modality_weights,
-            alignment_weight=alignment_weight, accelerator=accelerator, precision=precision,
+            alignment_weight=alignment_weight, alignment_on=alignment_on, adversarial_weight=adversarial_weight,
+            early_stopping=early_stopping, reduce_lr_on_plateau=reduce_lr_on_plateau, accelerator=accelerator,
+            precision=precision, load_sparse_tensor=load_sparse_tensor, datasplitter_kwargs=datasplitter_kwargs,
+            plan_kwargs=plan_kwargs, trainer_kwargs=trainer_kwargs,
         )
-        if max_epochs is None:
-            max_epochs = default_max_epochs(self.adata.n_obs)
-        if kl_warmup_epochs is None:
-            kl_warmup_epochs = default_kl_warmup_epochs(max_epochs)
-        if load_sparse_tensor is None:
-            load_sparse_tensor = self._has_sparse_modality()
-        plan = {
-            "lr": lr, "weight_decay": weight_decay, "max_kl_weight": kl_weight,
-            "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
-            "alignment_weight": alignment_weight, "alignment_on": alignment_on,
-            "adversarial_weight": resolve_adversarial_weight(adversarial_weight, self.confounded_batches_),
-            **(plan_kwargs or {}),
-        }
-        if precision is None:
-            precision = default_precision(accelerator)
-        if precision is not None:
-            trainer_kwargs["precision"] = precision
-        external = (datasplitter_kwargs or {}).get("external_indexing")
-        has_val = (len(external[1]) > 0 if external is not None
-                   else _checks.has_validation_set(self.adata.n_obs, train_size, validation_size))
-        if has_val:  # Lightning fails on a forced validation loop without validation cells
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        early_stopping = stopping_defaults(has_val, early_stopping, reduce_lr_on_plateau, kl_warmup_epochs,
-                                           trainer_kwargs, plan)
         trainer_kwargs = self._query_trainer_kwargs(trainer_kwargs)
         with self._query_training():
             return super().train(

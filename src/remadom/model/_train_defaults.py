@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from ..train._precision import default_precision
+from . import _checks
+
 #: scvi-tools' ``get_max_epochs_heuristic`` ceiling (400 epochs up to 20,000 cells, fewer above)
 MAX_EPOCHS_CAP = 400
 #: epochs without a better validation ELBO before training stops (scvi-tools' default)
@@ -75,6 +78,49 @@ def stopping_defaults(has_validation: bool, early_stopping: bool | None, reduce_
         trainer_kwargs["callbacks"] = [*(trainer_kwargs.get("callbacks") or []), best]
     plan.setdefault("reduce_lr_on_plateau", bool(reduce_lr_on_plateau))
     return bool(early_stopping)
+
+
+def resolve_train_arguments(model, *, max_epochs, lr, weight_decay, batch_size, train_size, validation_size,
+                            kl_weight, kl_warmup_epochs, modality_weights, alignment_weight, alignment_on,
+                            adversarial_weight, early_stopping, reduce_lr_on_plateau, accelerator, precision,
+                            load_sparse_tensor, datasplitter_kwargs, plan_kwargs, trainer_kwargs: dict):
+    """Check :meth:`remadom.REMADOM.train`'s arguments and fill in the defaults that depend on the data.
+
+    Returns ``(max_epochs, early_stopping, load_sparse_tensor, plan)``, ``plan`` being the training
+    plan's keyword arguments (``plan_kwargs`` win over the train arguments). Edits ``trainer_kwargs``
+    in place: precision, the per-epoch validation loop, early stopping and its best-state callback.
+    """
+    _checks.check_train_args(
+        model, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+        train_size=train_size, validation_size=validation_size, kl_weight=kl_weight,
+        kl_warmup_epochs=kl_warmup_epochs, modality_weights=modality_weights,
+        alignment_weight=alignment_weight, accelerator=accelerator, precision=precision,
+    )
+    if max_epochs is None:
+        max_epochs = default_max_epochs(model.adata.n_obs)
+    if kl_warmup_epochs is None:
+        kl_warmup_epochs = default_kl_warmup_epochs(max_epochs)
+    if load_sparse_tensor is None:
+        load_sparse_tensor = model._has_sparse_modality()
+    plan = {
+        "lr": lr, "weight_decay": weight_decay, "max_kl_weight": kl_weight,
+        "n_epochs_kl_warmup": kl_warmup_epochs, "modality_weights": modality_weights,
+        "alignment_weight": alignment_weight, "alignment_on": alignment_on,
+        "adversarial_weight": resolve_adversarial_weight(adversarial_weight, model.confounded_batches_),
+        **(plan_kwargs or {}),
+    }
+    if precision is None:
+        precision = default_precision(accelerator)
+    if precision is not None:
+        trainer_kwargs["precision"] = precision
+    external = (datasplitter_kwargs or {}).get("external_indexing")
+    has_val = (len(external[1]) > 0 if external is not None
+               else _checks.has_validation_set(model.adata.n_obs, train_size, validation_size))
+    if has_val:  # Lightning fails on a forced validation loop without validation cells
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+    early_stopping = stopping_defaults(has_val, early_stopping, reduce_lr_on_plateau, kl_warmup_epochs,
+                                       trainer_kwargs, plan)
+    return max_epochs, early_stopping, load_sparse_tensor, plan
 
 
 class RestoreBestState(Callback):
