@@ -311,7 +311,7 @@ def test_atomic_write_respects_the_umask(tmp_path):
 
 @needs_mock
 def test_low_rank_config_reaches_the_model(tmp_path):
-    """``model.decoder_rank`` / ``encoder_rank`` in a config train a factorised model that loads back."""
+    """``model.decoder_rank`` / ``encoder_rank`` in a config reach the saved model: its init arguments and its rank-r factor shapes."""
     cfg, raw = _tiny_config(tmp_path, "optim.max_epochs=1", "model.decoder_rank={atac: 3}", "model.encoder_rank={atac: 5}")
     run_dir = run_training(cfg, raw, progress_bar=False)
     saved = torch.load(Path(run_dir) / "model" / "model.pt", map_location="cpu", weights_only=False)
