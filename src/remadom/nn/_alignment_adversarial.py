@@ -14,7 +14,7 @@ module is that idea inside REMADOM's single-optimizer training step:
   (scvi-tools' target is the uniform distribution over the *other* classes).
 
 A cell type that only one group has is still pulled towards the others, as with any adversarial or
-MMD alignment: the weight trades mixing against bio conservation (``benchmarks/README.md``, "#13c:
+MMD alignment: the weight trades mixing against bio conservation (``benchmarks/results_defaults.md``, "#13c:
 CITE at convergence against TOTALVI").
 """
 
