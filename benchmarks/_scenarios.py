@@ -337,7 +337,7 @@ def _split_features(mdata, modality, groups: dict[str, np.ndarray], features: di
 
 
 def build_feature_mask_scenario(name: str, data_dir, n_cells: int | None = None, seed: int = 0):
-    """``bmmc_cite_panels`` or ``snare_peaksets`` (see ``benchmarks/README.md``).
+    """``bmmc_cite_panels`` or ``snare_peaksets`` (see ``benchmarks/results_feature_masks.md``).
 
     * ``bmmc_cite_panels``: the 134 proteins are dealt at random into 46 shared + 44 + 44; batch
       s1d1 measures shared + first 44 (90 proteins), s1d2 shared + second 44 (90).

@@ -70,6 +70,69 @@ def test_one_group_in_the_minibatch_gives_zero():
     assert float(fool) == 0 and float(discriminate) == 0
 
 
+def _reference_losses(classifier, z, groups, n_groups):
+    """The previous implementation (host-side group check, boolean-mask indexing), for comparison."""
+    groups = groups.view(-1).long()
+    zero = z.sum() * 0.0
+    counts = torch.bincount(groups, minlength=n_groups).to(z.dtype)
+    if int((counts > 0).sum()) < 2:
+        return zero, zero
+    pi = counts / counts.sum()
+    frozen = {name: p.detach() for name, p in classifier.named_parameters()}
+    log_p = torch.nn.functional.log_softmax(torch.func.functional_call(classifier, frozen, (z,)).float(), dim=-1)
+    present = pi > 0
+    fool = (pi[present] * (pi[present].log() - log_p[:, present])).sum(-1).mean()
+    discriminate = torch.nn.functional.cross_entropy(classifier(z.detach()).float(), groups)
+    return fool, discriminate
+
+
+@pytest.mark.parametrize("groups", [
+    [0] * 6 + [1] * 2 + [2] * 4,  # every group present
+    [0] * 5 + [2] * 7,  # group 1 empty in this minibatch
+    [3] * 4 + [1] * 8,  # groups 0 and 2 empty
+    [2] * 12,  # a single group: both 0
+])
+def test_same_values_and_gradients_as_the_host_side_check(groups):
+    groups = torch.tensor(groups)
+    torch.manual_seed(0)
+    clf = group_classifier(3, 4).eval()  # eval: no dropout, so both calls see the same network
+    z = torch.randn(12, 3)
+    results = []
+    for fn in (adversarial_losses, _reference_losses):
+        zz = z.clone().requires_grad_(True)
+        clf.zero_grad(set_to_none=True)
+        fool, discriminate = fn(clf, zz, groups, 4)
+        (fool + discriminate).backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in clf.parameters()]
+        results.append((fool.detach(), discriminate.detach(), zz.grad.clone(), grads))
+    (f1, d1, gz1, gc1), (f0, d0, gz0, gc0) = results
+    torch.testing.assert_close(f1, f0.to(f1.dtype))
+    torch.testing.assert_close(d1, d0.to(d1.dtype))
+    torch.testing.assert_close(gz1, gz0)
+    for a, b in zip(gc1, gc0, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_no_value_is_read_back_to_the_host():
+    """On the meta device any host read (``int()``, ``.item()``, boolean-mask indexing, ``bincount``) raises.
+
+    A GPU step therefore never waits for the device in this term.
+    """
+    clf = group_classifier(3, 3).to("meta")
+    z = torch.empty(12, 3, device="meta", requires_grad=True)
+    groups = torch.empty(12, dtype=torch.long, device="meta")
+    fool, discriminate = adversarial_losses(clf, z, groups, 3)
+    assert fool.shape == () and discriminate.shape == ()
+    (fool + discriminate).backward()
+    assert z.grad is not None and z.grad.shape == z.shape
+
+
+def test_empty_minibatch_gives_zero():
+    z = torch.randn(0, 3, requires_grad=True)
+    fool, discriminate = adversarial_losses(group_classifier(3, 2), z, torch.zeros(0, dtype=torch.long), 2)
+    assert float(fool) == 0 and float(discriminate) == 0
+
+
 def _model():
     adata = make_study_adata()
     REMADOM.setup_anndata(adata, **KEYS)

@@ -131,3 +131,31 @@ def test_subset_metrics_score_the_cells_with_each_modality(bench):
     assert "modality_mixing" in out["with_rna"]
     masks["adt"] = np.ones(n, bool)  # measured everywhere: no subset for it
     assert set(bench.subset_metrics(latent, labels, batch, groups, masks)) == {"with_rna"}
+
+
+def test_update_readme_replaces_only_the_results_block(bench, tmp_path, monkeypatch):
+    """``run.py`` rewrites the table between the markers of ``benchmarks/README.md`` and nothing else."""
+    readme = ROOT / "benchmarks" / "README.md"
+    text = readme.read_text()
+    assert text.count(bench.README_BEGIN) == 1 and text.count(bench.README_END) == 1
+    (tmp_path / "README.md").write_text(text)
+    monkeypatch.setattr(bench, "HERE", tmp_path)  # write into the copy, never the checkout
+    bench.update_readme("| new | table |", "python benchmarks/run.py --x", "a machine", ROOT / "benchmarks" / "results" / "t")
+    new = (tmp_path / "README.md").read_text()
+    outside = lambda t: (t.split(bench.README_BEGIN)[0], t.split(bench.README_END)[1])  # noqa: E731
+    assert outside(new) == outside(text)
+    block = new.split(bench.README_BEGIN)[1].split(bench.README_END)[0]
+    assert "| new | table |" in block and "`benchmarks/results/t`" in block and "| remadom |" not in block
+
+
+def test_readme_index_links_every_results_file():
+    """The "Results by topic" index of ``benchmarks/README.md`` links each split file, and each link exists."""
+    import re
+
+    bench_dir = ROOT / "benchmarks"
+    index = (bench_dir / "README.md").read_text().split("## Results by topic", 1)[1]
+    linked = set(re.findall(r"\]\((results_[a-z_]+\.md)\)", index))
+    assert linked == {p.name for p in bench_dir.glob("results_*.md")}
+    docs = ROOT / "docs"
+    for name in linked:  # each one is a docs page too (docs/<name> includes ../benchmarks/<name>)
+        assert f"../benchmarks/{name}" in (docs / name).read_text(), name

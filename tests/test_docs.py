@@ -79,7 +79,7 @@ def test_docs_build_without_warnings(tmp_path):
            "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"sphinx-build failed:\n{result.stdout}\n{result.stderr}"
-    for page in ("index", "user_guide", "api", "config", "cli", "tutorials/index", "changelog", "benchmarks"):
+    for page in ("index", "user_guide", "api", "config", "cli", "tutorials/index", "changelog", "benchmarks", "results_scale"):
         assert (out / f"{page}.html").is_file(), page
 
 

@@ -473,7 +473,7 @@ class REMADOM(PredictionMixin, MuDataSetupMixin, QueryMixin, VAEMixin, Unsupervi
             These defaults (issue #13) come from measuring convergence on the benchmark
             scenarios: with the former ones (lr 1e-3, at most 200 epochs, no schedule, no early
             stopping) the validation ELBO of a 600-cell mosaic was still falling at epoch 400;
-            see ``benchmarks/README.md``, "Defaults against defaults". Pass ``lr=1e-3,
+            see ``benchmarks/results_defaults.md``, "Defaults against defaults". Pass ``lr=1e-3,
             max_epochs=200, early_stopping=False, reduce_lr_on_plateau=False`` for the old
             behaviour.
         accelerator, devices, precision

@@ -1,13 +1,13 @@
 """Defaults of :meth:`remadom.REMADOM.train` that depend on the data (issue #13, defaults at convergence).
 
-Measured on the shared benchmark scenarios (``benchmarks/convergence.py``, ``benchmarks/README.md``
-"Defaults against defaults"): at the former defaults (learning rate 1e-3, at most 200 epochs, no
-schedule) the validation ELBO was still falling at epoch 400 on the 600-cell BMMC CITE-seq mosaic
-(best at epoch 390) and batch mixing kept rising with it: the model was under-trained on small data,
-where an epoch is only a few optimizer steps. The defaults now follow what scvi-tools' TOTALVI does:
-a 4x larger learning rate that is reduced when the validation ELBO plateaus, scvi-tools' epoch
-heuristic (up to 400), and early stopping on the validation ELBO so that large or quickly converging
-data do not pay for epochs that no longer help.
+Measured on the shared benchmark scenarios (``benchmarks/convergence.py``,
+``benchmarks/results_defaults.md`` "Defaults against defaults"): at the former defaults (learning
+rate 1e-3, at most 200 epochs, no schedule) the validation ELBO was still falling at epoch 400 on
+the 600-cell BMMC CITE-seq mosaic (best at epoch 390) and batch mixing kept rising with it: the
+model was under-trained on small data, where an epoch is only a few optimizer steps. The defaults
+now follow what scvi-tools' TOTALVI does: a 4x larger learning rate that is reduced when the
+validation ELBO plateaus, scvi-tools' epoch heuristic (up to 400), and early stopping on the
+validation ELBO so that large or quickly converging data do not pay for epochs that no longer help.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_EPOCHS_CAP = 400
 #: epochs without a better validation ELBO before training stops (scvi-tools' default)
 EARLY_STOPPING_PATIENCE = 45
 #: ``train(adversarial_weight="auto")`` when a batch is confounded with its modality set (issue #13c;
-#: ``benchmarks/README.md``, "#13c: CITE at convergence against TOTALVI")
+#: ``benchmarks/results_defaults.md``, "#13c: CITE at convergence against TOTALVI")
 CONFOUNDED_ADVERSARIAL_WEIGHT = 1.0
 
 
@@ -129,7 +129,7 @@ class RestoreBestState(Callback):
     Only epochs after ``warmup_epochs`` count. Early stopping ends ``patience`` epochs after the
     best validation ELBO, and on small data the validation ELBO rises again over those epochs
     (mild over-fitting); this returns the model the stopping rule selected. Measured effect on
-    the benchmark metrics is small (``benchmarks/README.md``, "Defaults against defaults",
+    the benchmark metrics is small (``benchmarks/results_defaults.md``, "Defaults against defaults",
     ``remadom`` vs ``remadom_last``). The copy lives in memory; nothing is written to disk.
     """
 

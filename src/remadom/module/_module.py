@@ -182,7 +182,7 @@ class RemadomModule(BaseModuleClass):
         #: measured, so the pattern of unmeasured features cannot tell the encoder the batch; a
         #: modality whose batches share no feature falls back to ``"batch"``) or ``"batch"`` (those
         #: the cell's batch measured). The likelihood always scores what the cell's batch measured.
-        #: ``benchmarks/README.md`` (bmmc_cite_panels) measures both.
+        #: ``benchmarks/results_feature_masks.md`` (bmmc_cite_panels) measures both.
         self.encoder_feature_masks = "shared"
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()

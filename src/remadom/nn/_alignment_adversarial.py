@@ -14,7 +14,7 @@ module is that idea inside REMADOM's single-optimizer training step:
   (scvi-tools' target is the uniform distribution over the *other* classes).
 
 A cell type that only one group has is still pulled towards the others, as with any adversarial or
-MMD alignment: the weight trades mixing against bio conservation (``benchmarks/README.md``, "#13c:
+MMD alignment: the weight trades mixing against bio conservation (``benchmarks/results_defaults.md``, "#13c:
 CITE at convergence against TOTALVI").
 """
 
@@ -45,17 +45,26 @@ def adversarial_losses(classifier: nn.Module, z: torch.Tensor, groups: torch.Ten
     ``fool``: mean over cells of ``KL(pi || softmax(classifier(z)))`` with ``pi`` the groups'
     share in this minibatch; gradients reach ``z`` only. ``discriminate``: the classifier's
     cross-entropy on ``z.detach()``; gradients reach the classifier only. Both are 0-dimensional;
-    with a single group present both are 0.
+    with fewer than two groups present both are 0 (and so are their gradients).
+
+    Sync-free: no value is read back to the host (no ``int()``/``.item()``, no boolean-mask
+    indexing, no ``bincount``), so on a GPU a step does not wait for the device here. Groups absent
+    from the minibatch are masked out of the KL, and the "fewer than two groups" case is selected
+    with :func:`torch.where` instead of an early return.
     """
     groups = groups.view(-1).long()
     zero = z.sum() * 0.0
-    counts = torch.bincount(groups, minlength=n_groups).to(z.dtype)
-    if int((counts > 0).sum()) < 2:
+    if n_groups < 2:  # a Python int: no group can be mixed with another
         return zero, zero
+    # counts per group as a sum over a (cells x groups) comparison: exact, deterministic, no sync
+    counts = (groups.unsqueeze(1) == torch.arange(n_groups, device=groups.device)).sum(0).to(z.dtype)
+    present = counts > 0
+    mixed = present.sum() >= 2  # a 0-d bool tensor, kept on the device
     pi = counts / counts.sum()
     frozen = {name: p.detach() for name, p in classifier.named_parameters()}
     log_p = F.log_softmax(functional_call(classifier, frozen, (z,)).float(), dim=-1)
-    present = pi > 0
-    fool = (pi[present] * (pi[present].log() - log_p[:, present])).sum(-1).mean()
-    discriminate = F.cross_entropy(classifier(z.detach()).float(), groups)
+    safe_pi = torch.where(present, pi, torch.ones_like(pi))  # log(1) = 0 where the group is absent
+    kl = torch.where(present, pi * (safe_pi.log() - log_p), torch.zeros_like(log_p))
+    fool = torch.where(mixed, kl.sum(-1).mean(), zero)
+    discriminate = torch.where(mixed, F.cross_entropy(classifier(z.detach()).float(), groups), 0.0)
     return fool, discriminate

@@ -14,7 +14,7 @@ The transport is computed by geomloss (``SamplesLoss("sinkhorn", reach=...)``, t
 ``alignment`` extra, imported on first use), not by a hand-written Sinkhorn loop.
 
 Off by default (``availability_ot_weight=0``): on ``pbmc_cite_native`` weight 3 raised modality
-iLISI 0.303 -> 0.451 but lowered bio conservation 0.841 -> 0.787 (``benchmarks/README.md``,
+iLISI 0.303 -> 0.451 but lowered bio conservation 0.841 -> 0.787 (``benchmarks/results_ablations.md``,
 ablation (f)).
 
 ``reach`` sets the trade-off: smaller than the distance between cell types (robust to
