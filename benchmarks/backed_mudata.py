@@ -80,9 +80,12 @@ def to_h5mu(source: Path, target: Path) -> Path:
                 ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
                 for start in range(0, len(keep), _BLOCK):
                     ds[start:start + _BLOCK] = src[keep[start:start + _BLOCK]]
-            names = {"rna": lambda: read_elem(f["var"]).index.to_numpy(),
-                     "atac": lambda: np.array([f"peak_{i:06d}" for i in range(n_cols)]),
-                     "adt": lambda: np.asarray(read_elem(f["uns"]["adt_names"]), dtype=str)}[m]()
+            if m == "rna":
+                names = read_elem(f["var"]).index.to_numpy()
+            elif m == "atac":
+                names = np.array([f"peak_{i:06d}" for i in range(n_cols)])
+            else:
+                names = np.asarray(read_elem(f["uns"]["adt_names"]), dtype=str)
             write_elem(out, "obs", pd.DataFrame(index=obs.index[keep]))
             write_elem(out, "var", pd.DataFrame(index=pd.Index(names, dtype=str)))
             all_vars.append(names)
