@@ -147,3 +147,4 @@ def test_user_guide_large_data_code_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile("\n".join(blocks), "user_guide.md", "exec"), namespace)
     assert namespace["latent"].shape == (600, namespace["model"].module.n_latent)
+    assert namespace["adata_mu"].isbacked and namespace["model_mu"].is_trained  # the MuData converted, then backed

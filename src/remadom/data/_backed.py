@@ -68,7 +68,8 @@ def read_h5ad_backed(path: str | Path) -> AnnData:
     Parameters
     ----------
     path
-        An ``.h5ad`` file, e.g. from :func:`remadom.data.write_scale_dataset`. Sparse matrices
+        An ``.h5ad`` file, e.g. from :func:`remadom.data.write_scale_dataset`, or from
+        :func:`remadom.data.mudata_to_backed_h5ad` for a MuData (``.h5mu``). Sparse matrices
         must be CSR (rows are cells); write CSC data as CSR first.
 
     Returns

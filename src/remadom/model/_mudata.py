@@ -8,6 +8,8 @@ The user's MuData is never modified: a new AnnData is built whose rows are
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -32,31 +34,47 @@ def _pad_rows(matrix, row_positions: np.ndarray, n_rows: int):
     return out
 
 
-def mudata_to_mosaic_anndata(
+@dataclass
+class MosaicSlot:
+    """Where one modality of the MuData goes in the padded AnnData."""
+
+    #: ``mdata.mod`` key and layer (``None``: ``X``) the matrix is read from.
+    mod: str
+    layer: str | None
+    #: For each row of ``mdata.mod[mod]``, its row in the padded AnnData (-1: the cell is left out).
+    rows: np.ndarray
+    #: ``obsm`` key of the padded matrix, or ``None`` for ``X`` (the first modality).
+    obsm_key: str | None
+
+
+@dataclass
+class MosaicLayout:
+    """Everything of the padded AnnData except the matrices: ``obs``, ``var``, ``uns`` and where each row goes."""
+
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    uns: dict
+    slots: dict[str, MosaicSlot]
+    #: ``setup_anndata(modalities=...)`` of the padded AnnData.
+    registered: dict = field(default_factory=dict)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of rows of the padded AnnData."""
+        return len(self.obs)
+
+
+def mosaic_layout(
     mdata,
     modalities: dict[str, dict],
     obs_keys: list[str] | None = None,
     drop_cells_without_modalities: bool = False,
-) -> tuple[AnnData, dict]:
-    """Build REMADOM's padded AnnData from an (unpadded) mosaic MuData.
+) -> MosaicLayout:
+    """The layout of REMADOM's padded AnnData for ``mdata``, reading no matrix values.
 
-    Parameters
-    ----------
-    mdata
-        MuData; a cell absent from ``mdata.mod[key]`` has that modality missing.
-    modalities
-        Model modality name -> ``{"mod": mdata.mod key, "layer": layer of it (None: X),
-        "kind", "likelihood", "encoder_input", "mask": optional extra mask column of mdata.obs}``.
-        A mask saying "observed" for a cell absent from the modality is an error.
-    obs_keys
-        Columns of ``mdata.obs`` to carry over (batch, labels, covariates).
-    drop_cells_without_modalities
-        Leave out cells present in none of the chosen modalities instead of failing.
-
-    Returns
-    -------
-    ``(adata, keys)``: the padded AnnData and the ``setup_anndata`` keyword arguments
-    (``modalities=``) that register it.
+    Takes the arguments of :func:`mudata_to_mosaic_anndata` and does all its checks; only the
+    names, shapes and layer keys of ``mdata.mod`` are used, so ``mdata`` may hold placeholder
+    matrices (the out-of-core converter, :mod:`remadom.data._backed_mudata`, streams the values).
     """
     for name, entry in modalities.items():
         mod = entry["mod"]
@@ -102,8 +120,7 @@ def mudata_to_mosaic_anndata(
     present = {k: v[keep] for k, v in present.items()}
     obs = mdata.obs.loc[obs_names, [k for k in (obs_keys or []) if k is not None]].copy()
 
-    adata_kwargs = {"obs": obs, "obsm": {}, "uns": {}}
-    registered = {}
+    layout = MosaicLayout(obs=obs, var=pd.DataFrame(), uns={}, slots={})
     for name, entry in modalities.items():
         mod, layer = entry["mod"], entry.get("layer")
         sub = mdata.mod[mod]
@@ -112,11 +129,6 @@ def mudata_to_mosaic_anndata(
                 f"Layer {layer!r} of modality {name!r} is not in mdata.mod[{mod!r}].layers "
                 f"(available: {list(sub.layers.keys())}). Fix it, or pass None to use X."
             )
-        matrix = sub.X if layer is None else sub.layers[layer]
-        positions = obs_names.get_indexer(sub.obs_names)
-        ok = positions >= 0
-        matrix = matrix[np.where(ok)[0]] if not ok.all() else matrix
-        padded = _pad_rows(matrix, positions[ok], len(obs_names))
         mask_col = mask_column(name)
         mask = present[name]
         user_key = entry.get("mask")
@@ -133,17 +145,62 @@ def mudata_to_mosaic_anndata(
         obs[mask_col] = mask
         names = np.asarray(sub.var_names, dtype=str)
         if MEASURED_VARM_KEY in sub.varm:  # per-batch feature masks (remadom.data.concat_mosaic)
-            adata_kwargs["uns"].setdefault(FEATURE_MASKS_UNS_KEY, {})[name] = pd.DataFrame(sub.varm[MEASURED_VARM_KEY]).T
+            layout.uns.setdefault(FEATURE_MASKS_UNS_KEY, {})[name] = pd.DataFrame(sub.varm[MEASURED_VARM_KEY]).T
         options = {k: entry[k] for k in ("kind", "likelihood", "encoder_input") if entry.get(k)}
-        if not registered:  # the first modality goes in X (as in views written before; var_names = its features)
-            adata_kwargs["X"] = padded
-            adata_kwargs["var"] = pd.DataFrame(index=pd.Index(names))
-            registered[name] = {"layer": None, "mask": mask_col, **options}
+        rows = obs_names.get_indexer(sub.obs_names)
+        if not layout.slots:  # the first modality goes in X (as in views written before; var_names = its features)
+            layout.var = pd.DataFrame(index=pd.Index(names))
+            layout.slots[name] = MosaicSlot(mod, layer, rows, None)
+            layout.registered[name] = {"layer": None, "mask": mask_col, **options}
             continue
         key = f"X_{name}"
-        adata_kwargs["obsm"][key] = padded
-        adata_kwargs["uns"][f"{name}_names"] = names
-        registered[name] = {"obsm": key, "mask": mask_col, **options}
-    adata = AnnData(**adata_kwargs)
-    return adata, {"modalities": registered}
+        layout.slots[name] = MosaicSlot(mod, layer, rows, key)
+        layout.uns[f"{name}_names"] = names
+        layout.registered[name] = {"obsm": key, "mask": mask_col, **options}
+    return layout
 
+
+def mudata_to_mosaic_anndata(
+    mdata,
+    modalities: dict[str, dict],
+    obs_keys: list[str] | None = None,
+    drop_cells_without_modalities: bool = False,
+) -> tuple[AnnData, dict]:
+    """Build REMADOM's padded AnnData from an (unpadded) mosaic MuData.
+
+    Parameters
+    ----------
+    mdata
+        MuData; a cell absent from ``mdata.mod[key]`` has that modality missing.
+    modalities
+        Model modality name -> ``{"mod": mdata.mod key, "layer": layer of it (None: X),
+        "kind", "likelihood", "encoder_input", "mask": optional extra mask column of mdata.obs}``.
+        A mask saying "observed" for a cell absent from the modality is an error.
+    obs_keys
+        Columns of ``mdata.obs`` to carry over (batch, labels, covariates).
+    drop_cells_without_modalities
+        Leave out cells present in none of the chosen modalities instead of failing.
+
+    Returns
+    -------
+    ``(adata, keys)``: the padded AnnData and the ``setup_anndata`` keyword arguments
+    (``modalities=``) that register it.
+    """
+    layout = mosaic_layout(mdata, modalities, obs_keys, drop_cells_without_modalities)
+    return padded_anndata(mdata, layout), {"modalities": layout.registered}
+
+
+def padded_anndata(mdata, layout: MosaicLayout) -> AnnData:
+    """The padded AnnData of ``layout`` (:func:`mosaic_layout`), with the matrices of ``mdata``."""
+    adata_kwargs = {"obs": layout.obs, "var": layout.var, "obsm": {}, "uns": layout.uns}
+    for slot in layout.slots.values():
+        sub = mdata.mod[slot.mod]
+        matrix = sub.X if slot.layer is None else sub.layers[slot.layer]
+        ok = slot.rows >= 0
+        matrix = matrix[np.where(ok)[0]] if not ok.all() else matrix
+        padded = _pad_rows(matrix, slot.rows[ok], layout.n_obs)
+        if slot.obsm_key is None:
+            adata_kwargs["X"] = padded
+        else:
+            adata_kwargs["obsm"][slot.obsm_key] = padded
+    return AnnData(**adata_kwargs)

@@ -8,7 +8,7 @@ from anndata import AnnData
 
 from ..modalities import MODALITY_NAME_ALIASES, kind_for_name
 from ._cell_feature_masks import pad_mudata_cell_masks, split_feature_masks
-from ._mudata import mudata_to_mosaic_anndata
+from ._mudata import MosaicLayout, mosaic_layout, padded_anndata
 from ._validation import RemadomSetupError
 
 #: Keys a ``setup_mudata(modalities={name: {...}})`` entry may have.
@@ -96,12 +96,14 @@ class MuDataSetupMixin:
         check_mudata_args(mdata, modalities, rna_layer, layers, batch_key, labels_key, mask_keys,
                           categorical_covariate_keys, continuous_covariate_keys)
         if getattr(mdata, "isbacked", False) or any(getattr(a, "isbacked", False) for a in mdata.mod.values()):
-            raise RemadomSetupError(  # issue #14: no out-of-core MuData path
+            raise RemadomSetupError(  # issue #14: the out-of-core MuData path is an explicit conversion
                 "mdata is backed (mudata.read_h5mu(..., backed=True)); setup_mudata builds an in-memory "
                 "padded view of the modalities and would read them whole. Read it into memory "
-                "(mudata.read_h5mu(path)), or, for data larger than RAM, write one .h5ad with RNA in X and "
-                "every other modality as a CSR matrix in obsm (rows aligned, explicit obs masks) and open "
-                "it with remadom.data.read_h5ad_backed."
+                "(mudata.read_h5mu(path)), or, for data larger than RAM, convert the .h5mu once, chunk by "
+                "chunk, to the padded layout on disk and train from that file: "
+                "setup = remadom.data.mudata_to_backed_h5ad(mdata.filename, 'padded.h5ad', <the same "
+                "setup_mudata arguments>); adata = remadom.data.read_h5ad_backed('padded.h5ad'); "
+                "REMADOM.setup_anndata(adata, **setup)."
             )
         view, setup_kwargs = cls._build_mudata_view(mdata, mudata_setup)
         cls.setup_anndata(
@@ -155,7 +157,8 @@ class MuDataSetupMixin:
         return out
 
     @classmethod
-    def _build_mudata_view(cls, mdata, mudata_setup: dict) -> tuple[AnnData, dict]:
+    def _mudata_layout(cls, mdata, mudata_setup: dict) -> tuple[MosaicLayout, dict[str, dict]]:
+        """The padded view's layout (no matrix read) and the resolved modalities."""
         modalities = cls._mudata_modalities(mdata, mudata_setup)
         obs_keys = [mudata_setup.get("batch_key"), mudata_setup.get("labels_key"),
                     *(mudata_setup.get("categorical_covariate_keys") or []),
@@ -164,9 +167,13 @@ class MuDataSetupMixin:
             if key is not None and key not in mdata.obs:
                 raise RemadomSetupError(f"{key!r} is not a column of mdata.obs (available: "
                                         f"{list(mdata.obs.columns)[:20]}).")
-        view, setup_kwargs = mudata_to_mosaic_anndata(
-            mdata, modalities, obs_keys, mudata_setup.get("drop_cells_without_modalities", False),
-        )
+        layout = mosaic_layout(mdata, modalities, obs_keys, mudata_setup.get("drop_cells_without_modalities", False))
+        return layout, modalities
+
+    @classmethod
+    def _build_mudata_view(cls, mdata, mudata_setup: dict) -> tuple[AnnData, dict]:
+        layout, modalities = cls._mudata_layout(mdata, mudata_setup)
+        view, setup_kwargs = padded_anndata(mdata, layout), {"modalities": layout.registered}
         tables, cells = split_feature_masks(mudata_setup.get("feature_masks"))
         view_keys = pad_mudata_cell_masks(mdata, modalities, cells, view)  # per-cell masks: mod obsm -> view
         setup_kwargs["feature_masks"] = {**tables, **cells, **view_keys} or None
