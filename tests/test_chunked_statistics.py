@@ -180,3 +180,24 @@ def test_statistics_read_the_sample_in_bounded_row_chunks(monkeypatch):
         assert sum(sizes) == 150, name  # every sampled cell once
     with pytest.raises(ValueError, match="chunk_rows"):
         _setup.modality_statistics(adata, specs, chunk_rows=0)
+
+
+def test_stage_rss_benchmark_reports_each_stage(tmp_path):
+    """``benchmarks/stage_rss.py`` (the profile behind this change) runs on a tiny backed file."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from remadom.data import write_scale_dataset
+
+    path = write_scale_dataset(tmp_path / "tiny.h5ad", n_cells=200, n_genes=20, n_peaks=100, n_proteins=4, seed=0)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "stage_rss.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(path), "--backed", "--steps", "2",
+                           "--out", str(tmp_path / "stages.jsonl")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((tmp_path / "stages.jsonl").read_text())
+    assert {"open", "setup_anndata", "statistics", "module", "train"} <= set(row["stage_peak_rss_mb"])
+    assert row["peak_rss_mb"] >= max(row["stage_peak_rss_mb"].values()) * 0.99
