@@ -366,7 +366,9 @@ def measured_statistics(spec, x_observed, batch_codes: np.ndarray, table: np.nda
     spec
         The modality's :class:`~remadom.modalities.ModalitySpec`.
     x_observed
-        ``(n_cells, n_features)`` data of the modality's observed cells (binarized for binary heads).
+        ``(n_cells, n_features)`` data of the modality's observed cells (binarized for binary heads),
+        or an iterable of row chunks of it, in order (read one at a time; see
+        :func:`~remadom.model._setup.modality_statistics`).
     batch_codes
         Batch code of each of those cells.
     table
@@ -379,34 +381,52 @@ def measured_statistics(spec, x_observed, batch_codes: np.ndarray, table: np.nda
     """
     import inspect
 
-    from ..nn.networks import encoder_input_statistics
+    from ..nn.likelihoods._statistics import statistics_accumulator
+    from ..nn.networks import encoder_input_accumulator
 
     table = np.asarray(table, dtype=bool)
     n_features = table.shape[1]
     head_takes_fraction = "measured_fraction" in inspect.signature(spec.head.data_statistics).parameters
+    codes = np.asarray(batch_codes).astype(int)
+    patterns = np.unique(table[codes], axis=0)
+    groups = []  # per measured-feature pattern: its features and accumulators
+    for pattern in patterns:
+        cols = np.flatnonzero(pattern)
+        kwargs = {"measured_fraction": len(cols) / n_features} if head_takes_fraction else {}
+        groups.append((pattern, cols, statistics_accumulator(spec.head, **kwargs),
+                       encoder_input_accumulator(spec.resolved_encoder_input, len(cols)), [0]))
+    chunks = [x_observed] if hasattr(x_observed, "shape") else x_observed
+    offset = 0
+    for chunk in chunks:
+        chunk_codes = codes[offset:offset + chunk.shape[0]]
+        offset += chunk.shape[0]
+        for pattern, cols, head, encoder, n_rows in groups:
+            rows = np.flatnonzero((table[chunk_codes] == pattern).all(1))
+            if not len(rows) or not len(cols):
+                continue
+            sub = chunk[rows][:, cols]
+            head.update(sub)
+            encoder.update(sub)
+            n_rows[0] += len(rows)
+    if offset != len(codes):
+        raise ValueError(f"The chunks hold {offset} cells but {len(codes)} batch codes were given.")
     sums: dict[str, dict] = {"head": {}, "encoder": {}}
     weights: dict[str, dict] = {"head": {}, "encoder": {}}
-    codes = np.asarray(batch_codes).astype(int)
-    for pattern in np.unique(table[codes], axis=0):
-        rows = np.flatnonzero((table[codes] == pattern).all(1))
-        cols = np.flatnonzero(pattern)
-        if not len(rows) or not len(cols):
+    for _, cols, head, encoder, (n_rows,) in groups:
+        if not n_rows:
             continue
-        sub = x_observed[rows][:, cols]
-        kwargs = {"measured_fraction": len(cols) / n_features} if head_takes_fraction else {}
-        parts = {"head": spec.head.data_statistics(sub, **kwargs),
-                 "encoder": encoder_input_statistics(spec.resolved_encoder_input, sub)}
+        parts = {"head": head.result(), "encoder": encoder.result()}
         for part, values in parts.items():
             for key, value in values.items():
                 value = np.asarray(value, dtype=np.float64)
                 if value.ndim == 0:
-                    sums[part][key] = sums[part].get(key, 0.0) + len(rows) * value
-                    weights[part][key] = weights[part].get(key, 0.0) + len(rows)
+                    sums[part][key] = sums[part].get(key, 0.0) + n_rows * value
+                    weights[part][key] = weights[part].get(key, 0.0) + n_rows
                     continue
                 acc = sums[part].setdefault(key, np.zeros(n_features))
                 wts = weights[part].setdefault(key, np.zeros(n_features))
-                acc[cols] += len(rows) * value
-                wts[cols] += len(rows)
+                acc[cols] += n_rows * value
+                wts[cols] += n_rows
     out: dict[str, dict] = {"head": {}, "encoder": {}}
     for part in out:
         for key, acc in sums[part].items():

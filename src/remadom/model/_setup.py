@@ -19,11 +19,14 @@ from scvi.data.fields import (
 
 from .._constants import MASK_COLUMN_PREFIX, mask_key
 from ..modalities import MODALITY_KINDS, ModalitySpec, kind_for_name
-from ..nn.networks import encoder_input_statistics
+from ..nn.likelihoods._statistics import statistics_accumulator
+from ..nn.networks import encoder_input_accumulator
 from ._fields import ModalityField
 from ._validation import RemadomSetupError, get_modality_matrix, read_mask
 
 _MAX_CELLS_FOR_STATS = 20_000
+#: Rows of the statistics sample read at a time (see :func:`modality_statistics`).
+_STATS_CHUNK_ROWS = 2_000
 #: Keys a ``modalities={name: {...}}`` entry may have.
 MODALITY_ENTRY_KEYS = ("layer", "obsm", "kind", "likelihood", "mask", "encoder_input")
 
@@ -170,8 +173,23 @@ def _observed_rows(adata, spec: ModalitySpec, seed: int = 0) -> np.ndarray:
     return rows
 
 
+def _row_chunks(matrix, rows: np.ndarray, chunk_rows: int, binary: bool):
+    """The ``rows`` of ``matrix`` (sorted), ``chunk_rows`` at a time, binarized (``x > 0``) if ``binary``.
+
+    Only one chunk is read at a time, also from an on-disk matrix (a backed AnnData's
+    :class:`anndata.abc.CSRDataset` or :class:`h5py.Dataset`); a DataFrame in ``obsm`` gives its values.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    for start in range(0, len(rows), chunk_rows):
+        index = rows[start:start + chunk_rows]
+        chunk = matrix.iloc[index].to_numpy() if hasattr(matrix, "iloc") else matrix[index]
+        yield chunk > 0 if binary else chunk
+
+
 def modality_statistics(adata, specs: list[ModalitySpec], feature_masks: dict | None = None,
-                        batch_codes: np.ndarray | None = None) -> dict[str, dict]:
+                        batch_codes: np.ndarray | None = None,
+                        chunk_rows: int = _STATS_CHUNK_ROWS) -> dict[str, dict]:
     """Initialization statistics of each modality, computed on its observed cells.
 
     Returns ``{name: {"head": ..., "encoder": ...}}``: what the likelihood head's
@@ -179,29 +197,30 @@ def modality_statistics(adata, specs: list[ModalitySpec], feature_masks: dict | 
     (:func:`~remadom.nn.networks.encoder_input_statistics`) compute. A modality with a feature mask
     (``feature_masks``: ``{name: (n_batch, n_features) bool}``, with the cells' ``batch_codes``) is
     summarized over its measured entries only (:func:`~remadom.model._feature_masks.measured_statistics`).
+
+    The statistics use at most ``_MAX_CELLS_FOR_STATS`` (20,000) observed cells of each modality,
+    read ``chunk_rows`` rows at a time and accumulated
+    (:func:`~remadom.nn.likelihoods._statistics.statistics_accumulator`), so the sample is never
+    held at once (for a head whose statistics need every cell at once, e.g. percentiles, it is):
+    the result is the whole sample's, to float rounding.
     """
     from ._feature_masks import measured_statistics
 
     stats = {}
     for spec in specs:
+        matrix = get_modality_matrix(adata, spec)
+        rows = _observed_rows(adata, spec)
+        chunks = _row_chunks(matrix, rows, chunk_rows, spec.is_binary)
         if (feature_masks or {}).get(spec.name) is not None and batch_codes is not None:
-            matrix = get_modality_matrix(adata, spec)
-            rows = _observed_rows(adata, spec)
-            sub = (matrix.to_numpy() if hasattr(matrix, "to_numpy") else matrix)[rows]
             stats[spec.name] = measured_statistics(
-                spec, sub > 0 if spec.is_binary else sub, np.asarray(batch_codes)[rows], feature_masks[spec.name]
+                spec, chunks, np.asarray(batch_codes)[rows], feature_masks[spec.name]
             )
             continue
-        matrix = get_modality_matrix(adata, spec)
-        if hasattr(matrix, "to_numpy"):
-            matrix = matrix.to_numpy()
-        rows = _observed_rows(adata, spec)
-        sub = matrix[rows]
-        if spec.is_binary:
-            sub = sub > 0
-        stats[spec.name] = {
-            # no observed cell (e.g. a query without this modality): the head keeps its default initialization
-            "head": spec.head.data_statistics(sub) if len(rows) else {},
-            "encoder": encoder_input_statistics(spec.resolved_encoder_input, sub),
-        }
+        head = statistics_accumulator(spec.head)
+        encoder = encoder_input_accumulator(spec.resolved_encoder_input, matrix.shape[1])
+        for chunk in chunks:
+            head.update(chunk)
+            encoder.update(chunk)
+        # no observed cell (e.g. a query without this modality): the head keeps its default initialization
+        stats[spec.name] = {"head": head.result() if len(rows) else {}, "encoder": encoder.result()}
     return stats

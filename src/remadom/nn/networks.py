@@ -22,6 +22,17 @@ def encoder_input_statistics(transform: str, x_observed) -> dict:
     return {"idf": (x_observed.shape[0] / (1.0 + open_cells)).astype(np.float32)}
 
 
+def encoder_input_accumulator(transform: str, n_features: int):
+    """:func:`encoder_input_statistics` accumulated over row chunks (``update(chunk)``, then ``result()``).
+
+    With no chunk added, ``tfidf`` gives ``idf = 0`` for every feature, as
+    :func:`encoder_input_statistics` does on no cells.
+    """
+    from .likelihoods._statistics import EmptyStatistics, IdfStatistics
+
+    return IdfStatistics(n_features) if transform == "tfidf" else EmptyStatistics()
+
+
 def to_dense(x: torch.Tensor) -> torch.Tensor:
     """Densify a sparse minibatch on its device (ATAC arrives sparse from the loader)."""
     if x.layout != torch.strided:

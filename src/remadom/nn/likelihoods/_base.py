@@ -91,6 +91,18 @@ class LikelihoodHead(nn.Module):
         """
         return {}
 
+    @classmethod
+    def chunked_statistics(cls, **kwargs):
+        """An accumulator of :meth:`data_statistics` over row chunks, or ``None``.
+
+        Setup reads a modality's sampled cells in bounded row chunks (see
+        :mod:`remadom.nn.likelihoods._statistics`). A head whose statistics are sums over cells
+        returns a :class:`~remadom.nn.likelihoods._statistics.ChunkStatistics` whose ``result()``
+        equals ``data_statistics`` on the stacked chunks; ``None`` (the default) keeps the chunks
+        and calls :meth:`data_statistics` on them stacked. ``kwargs`` are those of :meth:`data_statistics`.
+        """
+        return None
+
     def forward(self, h: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor) -> dict:
         """Distribution parameters from hidden state ``h``."""
         raise NotImplementedError

@@ -9,6 +9,7 @@ from torch import nn
 
 from .._sampled_bernoulli import sampled_bernoulli_nll
 from ._base import LikelihoodHead, register_likelihood
+from ._statistics import OpenRateStatistics
 
 
 def _binary_statistics(x_observed, measured_fraction: float = 1.0) -> dict:
@@ -75,6 +76,11 @@ class BernoulliHead(LikelihoodHead):
         batch's peak set under a feature mask); the depth is rescaled by it, as in :meth:`library`.
         """
         return _binary_statistics(x_observed, measured_fraction)
+
+    @classmethod
+    def chunked_statistics(cls, measured_fraction: float = 1.0):
+        """:meth:`data_statistics` accumulated over row chunks (open counts and per-cell depths)."""
+        return OpenRateStatistics(measured_fraction)
 
     def forward(self, h, batch_index, library):
         depth = (torch.log1p(library.float()) - self.log_depth_ref).view(-1, 1)

@@ -8,6 +8,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from ._base import LikelihoodHead, _dense_array, clr, register_likelihood
+from ._statistics import MomentStatistics
 
 
 @register_likelihood
@@ -52,6 +53,14 @@ class GaussianHead(LikelihoodHead):
         if len(values) == 0:
             return {}
         return {"feature_mean": values.mean(0).astype(np.float32), "feature_var": values.var(0).astype(np.float32)}
+
+    @classmethod
+    def chunked_statistics(cls):
+        """:meth:`data_statistics` accumulated over row chunks (merged means and squared deviations).
+
+        Exact only for scored values computed row by row (``_score_values_np``), as the built-in ones are.
+        """
+        return MomentStatistics(cls._score_values_np)
 
     @staticmethod
     def _score_values_np(x_observed) -> np.ndarray:

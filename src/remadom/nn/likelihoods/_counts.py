@@ -12,6 +12,7 @@ from torch.distributions import Normal, Poisson, kl_divergence
 
 from ..masked import renormalize_scale
 from ._base import _EPS, LikelihoodHead, _dense_array, _float, register_likelihood
+from ._statistics import MeanProportionStatistics
 
 
 class _ScaledCountsHead(LikelihoodHead):
@@ -68,6 +69,11 @@ class _ScaledCountsHead(LikelihoodHead):
         else:
             share = np.asarray(x_observed) * inv[:, None]
         return {"mean_proportion": np.asarray(share.mean(0)).ravel().astype(np.float32)}
+
+    @classmethod
+    def chunked_statistics(cls):
+        """:meth:`data_statistics` accumulated over row chunks (sums of each cell's feature shares)."""
+        return MeanProportionStatistics()
 
     def _theta(self, h, batch_index):
         if self.dispersion == "gene":
