@@ -18,6 +18,7 @@ from ..module import MODULE_KEYS
 from . import _checks
 from ._depth_prediction import fit_depth_regression
 from ._feature_masks import fill_unmeasured
+from ._shrinkage import resolve_shrinkage
 from ._uncertainty import predictive_summary
 from ._unencodable import blank_unencodable
 from ._validation import read_mask
@@ -101,6 +102,7 @@ class PredictionMixin:
         interval: float = 0.9,
         cell_depth: bool | str = False,
         include_background: bool = False,
+        shrinkage: float | str = "auto",
     ):
         """Predict modality ``target`` for each cell from (a subset of) its modalities.
 
@@ -152,6 +154,20 @@ class PredictionMixin:
             Return the mean of a new measurement, background included (the likelihood head's
             ``observation_mean``), instead of the signal alone; it only differs for ``nbmixture``
             ADT, whose default is the foreground. Use it to compare with observed counts.
+        shrinkage
+            Hedge of a *cross-modal* prediction (a cell that did not encode from ``target``: it
+            never measured it, or ``from_modalities`` leaves it out) towards the population
+            profile of ``target`` (mean per-cell proportion for RNA/counts, open rate for ATAC, over
+            the training cells that measured it): ``(1 - w) * prediction + w * profile``.
+            ``"auto"`` (default): ``w`` maximizes the held-out log-likelihood of ``target`` on the
+            model's validation cells that measured it, predicted from the sources alone
+            (:mod:`remadom.model._shrinkage`); ``w`` is near 0 where the cross-modal map
+            generalizes, and 0 without validation cells (``train_size=1.0``), under feature masks,
+            and for ADT/Gaussian heads. A number in [0, 1]: that ``w``; ``0``: the decoded
+            prediction alone (the behaviour before this option). Cells that encoded from
+            ``target`` (reconstruction) are never shrunk; the spread of ``return_uncertainty`` is
+            the model's, unshrunk. With ``return_numpy=False`` the weight used is in
+            ``.uns["shrinkage"]``.
 
         Returns
         -------
@@ -180,6 +196,12 @@ class PredictionMixin:
             depth_model = fit_depth_regression(self, target, from_modalities, batch_size=batch_size)
             mean = "at_given_depth"
         valid = torch.as_tensor(self._valid_decode_batches(target))
+        t_index = self.module.modality_names.index(target)
+        shrink = None  # fitted when the first cross-modal row comes
+        if isinstance(shrinkage, str) and shrinkage != "auto":
+            raise ValueError(f"shrinkage must be 'auto' or a number in [0, 1], got {shrinkage!r}.")
+        if not isinstance(shrinkage, str):
+            shrink = resolve_shrinkage(self, target, from_modalities, shrinkage, batch_size)
         out, encodable = [], []
         for tensors in self._loader(adata_view, indices, batch_size):
             inf = self.module.inference(**self.module._get_inference_input(tensors),
@@ -196,6 +218,11 @@ class PredictionMixin:
                 z = qz_m if n_samples == 1 else inf[MODULE_KEYS.QZ_KEY].sample()
                 acc = acc + self._decode_expected(target, z, gen_in, own_ok, valid, mean)
             pred = acc / n_samples
+            cross = ~inf[MODULE_KEYS.ENCODED_KEY][t_index].bool().view(-1)
+            if bool(cross.any()):
+                if shrink is None:
+                    shrink = resolve_shrinkage(self, target, from_modalities, shrinkage, batch_size)
+                pred = shrink.apply(pred, cross)
             if scales:
                 pred = pred * library_size
             out.append(pred.float().cpu())
@@ -203,6 +230,7 @@ class PredictionMixin:
         if not return_numpy:
             obs = adata_view.obs.iloc[indices] if indices is not None else adata_view.obs
             values = AnnData(X=values, obs=obs.copy(), var=pd.DataFrame(index=self.feature_names_[target]))
+            values.uns["shrinkage"] = 0.0 if shrink is None else shrink.weight
         if return_uncertainty:
             spread = predictive_summary(self, target, from_modalities, adata_view, indices, interval=interval,
                                         n_samples=max(n_samples, 100), library_size=library_size)
@@ -250,11 +278,11 @@ class PredictionMixin:
 
     def get_normalized_expression(self, adata=None, indices=None, library_size: float = 1e4,
                                   from_modalities=None, n_samples: int = 1, batch_size=None,
-                                  return_numpy: bool = True):
+                                  return_numpy: bool = True, shrinkage: float | str = "auto"):
         """RNA expression at ``library_size``; shorthand for ``impute("rna", ...)``."""
         return self.impute("rna", from_modalities=from_modalities, adata=adata, indices=indices,
                            n_samples=n_samples, library_size=library_size, batch_size=batch_size,
-                           return_numpy=return_numpy)
+                           return_numpy=return_numpy, shrinkage=shrinkage)
 
     @torch.inference_mode()
     def get_reconstruction_error(self, adata=None, indices=None, batch_size=None) -> dict:
