@@ -27,25 +27,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from out_of_core import _reset_peak_rss, _status_mb  # the same /proc/self RSS helpers
 
 _BLOCK = 4096  # cells copied at a time by ``h5mu``
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM (Linux)
-        return True
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------- h5mu
