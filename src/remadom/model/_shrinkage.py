@@ -34,6 +34,7 @@ import torch
 
 from .._constants import modality_key
 from ..module import MODULE_KEYS
+from ..nn.networks import to_dense
 
 K = MODULE_KEYS
 
@@ -88,10 +89,6 @@ def supported(model, target: str) -> str:
     return ""
 
 
-def _dense(x: torch.Tensor) -> torch.Tensor:
-    return x.to_dense() if x.layout != torch.strided else x
-
-
 def loglik_sums(pred: np.ndarray, x: np.ndarray, profile: np.ndarray, binary: bool,
                 grid: np.ndarray = GRID) -> tuple[np.ndarray, float]:
     """Summed log-likelihoods and the number of terms (counts, or entries when binary).
@@ -136,7 +133,7 @@ def population_profile(model, target: str, indices: np.ndarray, batch_size: int 
         has = model.module.observed_masks(tensors)[t].bool()
         if not bool(has.any()):
             continue
-        x = _dense(tensors[modality_key(target)]).float()[has]
+        x = to_dense(tensors[modality_key(target)])[has]
         if head.binary:
             x = (x > 0).float()
         else:
@@ -206,7 +203,7 @@ def fit_shrinkage(
     for chunk in np.array_split(held, -(-len(held) // 256)):  # a chunk's dense arrays at a time
         pred = model.impute(target, from_modalities=sources, indices=chunk, library_size=1.0,
                             batch_size=batch_size, shrinkage=0.0)
-        x = np.concatenate([_dense(tensors[modality_key(target)]).float().cpu().numpy()
+        x = np.concatenate([to_dense(tensors[modality_key(target)]).cpu().numpy()
                             for tensors in model._loader(model.adata, chunk, batch_size)])
         s_, n_ = loglik_sums(np.asarray(pred, dtype=np.float64), x.astype(np.float64), prof, binary)
         sums, n = sums + s_, n + n_
