@@ -1,6 +1,6 @@
 """Regression check for issue #14's thread problem: does a UMAP slow the next training run down?
 
-    python benchmarks/thread_hygiene.py [--epochs 20] [--threads 2]
+    python benchmarks/thread_hygiene.py [--epochs 20] [--threads 2] [--umap-cells 5000]
 
 Runs, each in a fresh subprocess: (a) train a small mock model; (b) the same after
 :func:`remadom.eval.umap_embedding` (which wraps umap-learn in :func:`remadom._threads.numba_threads`);
@@ -19,7 +19,7 @@ import sys
 import time
 
 
-def child(mode: str, epochs: int, threads: int) -> float:
+def child(mode: str, epochs: int, threads: int, umap_cells: int) -> float:
     import numpy as np
     import torch
 
@@ -29,7 +29,7 @@ def child(mode: str, epochs: int, threads: int) -> float:
     torch.set_num_threads(threads)
     adata, keys = generate_mock_dataset("bridge", n_cells=800, n_peaks=3000, seed=0)
     if mode != "plain":
-        z = np.random.default_rng(0).normal(size=(800, 10)).astype(np.float32)
+        z = np.random.default_rng(0).normal(size=(umap_cells, 10)).astype(np.float32)
         if mode == "remadom_umap":
             from remadom.eval import umap_embedding
 
@@ -49,17 +49,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--umap-cells", type=int, default=5000,
+                   help="points the UMAP embeds; above 4,096 umap-learn builds its kNN graph with numba's "
+                        "parallel NN-descent (below, an exact sklearn search), as on real latents")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print("RESULT", child(args.child, args.epochs, args.threads), flush=True)
+        print("RESULT", child(args.child, args.epochs, args.threads, args.umap_cells), flush=True)
         return 0
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}  # numba's default, as users have
     env["OMP_NUM_THREADS"] = str(args.threads)
     out = {}
     for mode in ("plain", "remadom_umap", "bare_umap"):
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--epochs", str(args.epochs),
-                               "--threads", str(args.threads)], env=env, capture_output=True, text=True)
+                               "--threads", str(args.threads), "--umap-cells", str(args.umap_cells)], env=env, capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
         out[mode] = float(line[-1].split()[1]) if line else None
         print(mode, out[mode], proc.stderr[-500:] if not line else "", flush=True)
